@@ -16,7 +16,7 @@ from typing import IO, Protocol
 
 import numpy as np
 
-from talkgpt4all.audio import AudioSink, is_silent
+from talkgpt4all.audio import Audio, AudioSink, is_silent
 from talkgpt4all.conversation import Conversation
 from talkgpt4all.llm import ChatModel, GenerationOptions
 from talkgpt4all.stt import Transcriber, Transcript
@@ -143,6 +143,7 @@ class Session:
         result.prompt_tokens = self.chat.count_tokens(messages)
 
         pieces: list[str] = []
+        heard: list[str] = []  # sentences handed to the speakers, for the history if cut off
         tokens = self.chat.stream(messages, self.options)
 
         def shown() -> Iterator[str]:
@@ -157,7 +158,13 @@ class Session:
             sink.begin_reply(self.turns)
         try:
             for sentence in sentences(shown()):
-                self._speak(sentence, result, speech_end)
+                audio = self._synthesize(sentence, result)
+                if audio is not None:
+                    if result.timings.first_audio is None:
+                        result.timings.first_audio = time.perf_counter() - speech_end
+                    heard.append(sentence)
+                    for sink in self.sinks:
+                        sink.write(audio)
         except KeyboardInterrupt:
             for sink in self.sinks:
                 sink.stop()
@@ -172,6 +179,9 @@ class Session:
             for sink in self.sinks:
                 sink.end_reply()
         result.reply = "".join(pieces).strip()
+        if result.interrupted and self.synthesizer is not None and self.sinks:
+            # Only what the user heard (at least in part) was said; the rest never happened.
+            result.reply = " ".join(heard)
         self.conversation.add_assistant(result.reply + (" …" if result.interrupted else ""))
         result.timings.total = time.perf_counter() - speech_end
         self.display.reply_end(result.interrupted)
@@ -179,17 +189,14 @@ class Session:
             self.transcript.write(result)
         return result
 
-    def _speak(self, sentence: str, result: TurnResult, speech_end: float) -> None:
+    def _synthesize(self, sentence: str, result: TurnResult) -> Audio | None:
+        """The sentence as audio, or None when nothing will hear it or there is nothing to say."""
         if self.synthesizer is None or not self.sinks:
-            return
+            return None
         text = speakable(sentence)
         if not has_words(text):
-            return
-        audio = self.synthesizer.synthesize(text, result.language)
-        if result.timings.first_audio is None:
-            result.timings.first_audio = time.perf_counter() - speech_end
-        for sink in self.sinks:
-            sink.write(audio)
+            return None
+        return self.synthesizer.synthesize(text, result.language)
 
     def close(self) -> None:
         for sink in self.sinks:

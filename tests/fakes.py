@@ -1,0 +1,100 @@
+"""Fakes for unit tests of the pipeline logic. The end-to-end tests use the real engines."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+
+from talkgpt4all.audio import Audio
+from talkgpt4all.llm import GenerationOptions
+from talkgpt4all.stt import Transcript
+
+
+class FakeChat:
+    """A chat model that replies with canned texts, one per call, streamed a word at a time."""
+
+    context_size = 1000
+
+    def __init__(self) -> None:
+        self.replies: list[str] = []
+        self.calls: list[list[dict[str, str]]] = []
+        self.pulled = 0
+
+    def enqueue(self, *replies: str) -> FakeChat:
+        self.replies.extend(replies)
+        return self
+
+    def count_tokens(self, messages: list[dict[str, str]]) -> int:
+        return sum(len(m["content"].split()) + 4 for m in messages)
+
+    def stream(self, messages: list[dict[str, str]], options: GenerationOptions) -> Iterator[str]:
+        self.calls.append([dict(m) for m in messages])
+        reply = self.replies.pop(0)
+        for i, word in enumerate(reply.split(" ")):
+            self.pulled += 1
+            yield word if i == 0 else " " + word
+
+
+class FakeTranscriber:
+    def __init__(self, text: str, language: str = "en") -> None:
+        self.text, self.language, self.calls = text, language, 0
+
+    def transcribe(self, audio: np.ndarray, language: str | None = None) -> Transcript:
+        self.calls += 1
+        return Transcript(self.text, language or self.language)
+
+
+class FakeSynth:
+    """Audio whose length encodes the sentence, so a test can tell what was spoken."""
+
+    def __init__(self) -> None:
+        self.spoken: list[str] = []
+
+    def synthesize(self, text: str, language: str | None = None) -> Audio:
+        self.spoken.append(text)
+        return Audio(np.full(len(text), 0.1, np.float32), 16000)
+
+
+class FakeSink:
+    def __init__(self, interrupt_on: int | None = None) -> None:
+        self.events: list[str] = []
+        self.interrupt_on = interrupt_on
+        self.writes = 0
+
+    def begin_reply(self, turn: int) -> None:
+        self.events.append(f"begin {turn}")
+
+    def write(self, audio: Audio) -> None:
+        self.writes += 1
+        self.events.append(f"write {len(audio.samples)}")
+        if self.writes == self.interrupt_on:
+            raise KeyboardInterrupt
+
+    def end_reply(self) -> None:
+        self.events.append("end")
+
+    def stop(self) -> None:
+        self.events.append("stop")
+
+    def close(self) -> None:
+        self.events.append("close")
+
+
+class FakeDisplay:
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self.current = ""
+
+    def user(self, text: str) -> None:
+        self.lines.append(f"You: {text}")
+
+    def reply_token(self, text: str) -> None:
+        self.current += text
+
+    def reply_end(self, interrupted: bool) -> None:
+        self.lines.append(f"AI: {self.current}" + (" [interrupted]" if interrupted else ""))
+        self.current = ""
+
+    def notice(self, text: str) -> None:
+        self.lines.append(text)
