@@ -160,8 +160,7 @@ def run(config: Config) -> int:
     # Cheap checks first, so a mistake costs no model loading.
     llm.check_engine(config.llm)
     tts.check_engine(config.tts)
-    if not config.text:
-        stt.check_engine(config.stt)
+    stt.check_engine(config.stt)
     spoken = [(path, load_audio(path)) for path in config.inputs]
     synthesizer = tts.make_synthesizer(config.tts, config.voice, config.rate) if config.speaks else None
     sinks: list[AudioSink] = []

@@ -38,6 +38,9 @@ PLATFORMS: dict[str, Platform] = {
 }
 
 
+_OS_NAMES = {"Darwin": "macOS", "Linux": "Linux", "Windows": "Windows"}
+
+
 def detect_platform(system: str | None = None, machine: str | None = None) -> str:
     """The preset for the OS this runs on."""
     system = system or _platform.system()
@@ -56,7 +59,8 @@ def check_platform(name: str, system: str | None = None) -> Platform:
     if preset.system != system:
         here = detect_platform(system)
         raise PlatformError(
-            f"--platform {name} is for {preset.system}, but this machine runs {system}: "
+            f"--platform {name} is for {_OS_NAMES[preset.system]}, but this machine runs "
+            f"{_OS_NAMES.get(system, system)}: "
             f"use --platform {here} (or leave it out to detect it)"
         )
     return preset

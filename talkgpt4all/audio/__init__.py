@@ -60,7 +60,10 @@ def load_audio(path: Path) -> np.ndarray:
     except AudioInputError:
         raise
     except (av.error.FFmpegError, OSError, ValueError) as exc:
-        raise AudioInputError(f"cannot read {path} as audio ({exc}): pass a wav, flac or mp3 file") from exc
+        reason = getattr(exc, "strerror", None) or str(exc)
+        raise AudioInputError(
+            f"cannot read {path} as audio ({reason}): pass a wav, flac or mp3 file"
+        ) from exc
     if not chunks:
         raise AudioInputError(f"no audio samples in {path}: pass a wav, flac or mp3 file with speech")
     return np.concatenate(chunks).astype(np.float32, copy=False)
