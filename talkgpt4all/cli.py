@@ -216,6 +216,9 @@ def run(config: Config) -> int:
     return ExitCode.OK
 
 
+PROMPT = "Press Enter to talk (or type a message): "
+
+
 def _record(rec: Recorder) -> tuple[Any, float]:
     """Record until Enter, with a live indicator on stderr. Returns the audio and when speech ended."""
     err = sys.stderr
@@ -243,10 +246,10 @@ def _record(rec: Recorder) -> tuple[Any, float]:
 def _talk(session: Session, rec: Recorder) -> int:
     """The interactive loop: Enter starts and stops recording; a typed line is sent as text."""
     err = sys.stderr
-    err.write("Ready. Press Enter, speak, and press Enter again (or type a message). Ctrl-C quits.\n")
+    err.write("Ready. Press Enter, speak, then press Enter again. Ctrl-C stops a reply; at the prompt, quits.\n")
     while True:
         try:
-            err.write("> ")
+            err.write(PROMPT)
             err.flush()
             line = sys.stdin.readline()
             if not line:  # EOF (Ctrl-D)

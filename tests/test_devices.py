@@ -1,0 +1,122 @@
+"""The real loop on real (virtual) audio devices: PulseAudio null sinks as microphone and speaker.
+
+A person presses Enter, speaks into the microphone, and presses Enter again; the test does the same
+with tmux send-keys and paplay, records the speaker with parec, and listens to it with Whisper.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import ROOT, Ears, speak_to_file, wer
+
+NEEDED = ("pulseaudio", "pactl", "paplay", "parec", "tmux")
+
+
+def _require_tools() -> None:
+    missing = [tool for tool in NEEDED if shutil.which(tool) is None]
+    if missing:
+        pytest.fail(
+            f"missing {', '.join(missing)}: sudo apt-get install pulseaudio pulseaudio-utils "
+            "libasound2-plugins tmux (.ci/run installs them)"
+        )
+
+
+@pytest.fixture(scope="module")
+def pulse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """A private PulseAudio server with two null sinks: "mic" (its monitor is the microphone) and "spk"."""
+    _require_tools()
+    runtime = tmp_path_factory.mktemp("pulse")
+    env = {**os.environ, "XDG_RUNTIME_DIR": str(runtime), "PULSE_RUNTIME_PATH": str(runtime / "pulse")}
+    env.pop("PULSE_SERVER", None)
+    subprocess.run(
+        ["pulseaudio", "-D", "--exit-idle-time=-1", "-n", "--use-pid-file=yes",
+         "--load=module-native-protocol-unix", "--load=module-null-sink sink_name=mic",
+         "--load=module-null-sink sink_name=spk"],
+        env=env, check=True, capture_output=True,
+    )
+    try:
+        for _ in range(50):
+            if subprocess.run(["pactl", "info"], env=env, capture_output=True).returncode == 0:
+                break
+            time.sleep(0.1)
+        else:
+            pytest.fail("PulseAudio did not start")
+        yield env
+    finally:
+        subprocess.run(["pulseaudio", "--kill"], env=env, capture_output=True)
+
+
+class Tmux:
+    def __init__(self, env: dict[str, str], command: list[str]) -> None:
+        self.env, self.name = env, f"talk{os.getpid()}"
+        # The pane stays open after the program ends, so its last words can still be read.
+        shell = " ".join(shlex.quote(c) for c in command) + "; echo EXITED $?; sleep 600"
+        subprocess.run(["tmux", "new-session", "-d", "-s", self.name, "-x", "160", "-y", "50", shell],
+                       env=env, check=True)
+
+    def screen(self) -> str:
+        return subprocess.run(["tmux", "capture-pane", "-p", "-t", self.name, "-S", "-200"],
+                              env=self.env, capture_output=True, text=True).stdout
+
+    def press_enter(self) -> None:
+        subprocess.run(["tmux", "send-keys", "-t", self.name, "Enter"], env=self.env, check=True)
+
+    def wait_for(self, text: str, timeout: float, after: int = 0) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            screen = self.screen()
+            if screen.count(text) > after:
+                return screen
+            time.sleep(0.2)
+        raise AssertionError(f"{text!r} did not appear; the screen was:\n{self.screen()}")
+
+    def kill(self) -> None:
+        subprocess.run(["tmux", "kill-session", "-t", self.name], env=self.env, capture_output=True)
+
+
+def test_push_to_talk_on_virtual_devices(pulse: dict[str, str], tmp_path: Path, ears: Ears):
+    question = speak_to_file("What is the capital of France?", tmp_path / "q.wav")
+    env = {**pulse, "PULSE_SOURCE": "mic.monitor", "PULSE_SINK": "spk", "TERM": "xterm"}
+    app = Tmux(env, [sys.executable, str(ROOT / "chat.py"), "--platform", "linux", "--input-device", "pulse",
+                     "--output-device", "pulse", "--temperature", "0", "--seed", "1"])
+    heard_file = tmp_path / "speaker.raw"
+    speaker = None
+    try:
+        app.wait_for("Ready", timeout=120)
+        speaker = subprocess.Popen(["parec", "--device=spk.monitor", "--format=s16le", "--rate=16000",
+                                    "--channels=1", str(heard_file)], env=env)
+        app.press_enter()  # start talking
+        app.wait_for("Recording", timeout=10)
+        subprocess.run(["paplay", "--device=mic", str(question)], env=env, check=True)
+        time.sleep(0.3)
+        app.press_enter()  # done talking
+        screen = app.wait_for("AI: ", timeout=120)
+        app.wait_for("Press Enter to talk", timeout=120, after=1)  # the prompt is back: the reply has been played
+        time.sleep(0.5)
+        screen = app.screen()
+    finally:
+        if speaker:
+            speaker.terminate()
+            speaker.wait()
+        app.kill()
+
+    you = [line for line in screen.splitlines() if "You: " in line]
+    ai = [line for line in screen.splitlines() if "AI: " in line]
+    assert you and ai, screen
+    assert wer("What is the capital of France?", you[0].split("You: ", 1)[1]) <= 0.2, screen
+    printed = ai[0].split("AI: ", 1)[1].strip()
+    samples = np.fromfile(heard_file, dtype=np.int16).astype(np.float32) / 32768
+    assert np.abs(samples).max() > 0.05, "nothing was heard on the speaker"
+    heard = ears.hear(samples)
+    assert wer(printed, heard) <= 0.35, (printed, heard, screen)
