@@ -24,7 +24,6 @@ log = logging.getLogger("talkgpt4all")
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="chat.py",
         description="Talk with a local LLM: press Enter, speak, press Enter again; hear the answer.",
         epilog="Headless: --input FILE (repeatable) or --text (lines on stdin). See README.md.",
     )
