@@ -7,7 +7,6 @@ import logging
 import sys
 import threading
 import time
-from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -142,12 +141,10 @@ class TerminalDisplay:
         self.out.print(text, style="yellow")
 
 
-def _status(message: str) -> AbstractContextManager[Any]:
-    """A spinner on stderr while something slow happens, when stderr is a terminal."""
-    from rich.console import Console
-
-    err = Console(stderr=True)
-    return err.status(message) if err.is_terminal else nullcontext()
+def _status(message: str) -> None:
+    """Say what slow thing happens now, on a terminal. (Download progress bars print below it.)"""
+    if sys.stderr.isatty():
+        print(message, file=sys.stderr, flush=True)
 
 
 def run(config: Config) -> int:
@@ -178,13 +175,13 @@ def run(config: Config) -> int:
     started = time.perf_counter()
     transcriber = None
     if not config.text:
-        with _status(f"Loading speech recognition (Whisper {config.whisper_model})…"):
-            transcriber = stt.make_transcriber(config.stt, config.whisper_model, config.threads)
-    with _status("Loading the language model…"):
-        settings = llm.LLMSettings(
-            config.model, config.context, config.threads, config.seed, gpu=config.platform.metal
-        )
-        chat = llm.make_chat_model(config.llm, settings)
+        _status(f"Loading speech recognition (Whisper {config.whisper_model})…")
+        transcriber = stt.make_transcriber(config.stt, config.whisper_model, config.threads)
+    _status("Loading the language model…")
+    settings = llm.LLMSettings(
+        config.model, config.context, config.threads, config.seed, config.platform.metal
+    )
+    chat = llm.make_chat_model(config.llm, settings)
     log.info("ready in %.1f s", time.perf_counter() - started)
 
     session = Session(
@@ -245,7 +242,9 @@ def _record(rec: Recorder) -> tuple[Any, float]:
 def _talk(session: Session, rec: Recorder) -> int:
     """The interactive loop: Enter starts and stops recording; a typed line is sent as text."""
     err = sys.stderr
-    err.write("Ready. Press Enter, speak, then press Enter again. Ctrl-C stops a reply; at the prompt, quits.\n")
+    err.write(
+        "Ready. Press Enter, speak, then press Enter again. Ctrl-C stops a reply; at the prompt, quits.\n"
+    )
     while True:
         try:
             err.write(PROMPT)

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
+import pty
 import re
 import shutil
+import struct
 import subprocess
 import sys
+import termios
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,9 +41,16 @@ def run_chat(
     env: dict[str, str] | None = None,
     timeout: float = 600,
     cwd: Path | None = None,
+    stderr_tty: bool = False,
 ) -> Run:
-    """Run `python chat.py ARGS` in a fresh process, as a user would."""
+    """Run `python chat.py ARGS` in a fresh process, as a user would.
+
+    stderr_tty gives it a terminal for stderr, where progress bars and spinners show.
+    """
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    if stderr_tty:
+        argv = [sys.executable, str(CHAT), *args]
+        return _run_with_tty_stderr(argv, stdin or "", full_env, timeout, cwd or ROOT)
     done = subprocess.run(
         [sys.executable, str(CHAT), *args],
         input=stdin if stdin is not None else "",
@@ -49,6 +61,33 @@ def run_chat(
         cwd=cwd or ROOT,
     )
     return Run(done.returncode, done.stdout, done.stderr)
+
+
+def _run_with_tty_stderr(argv: list[str], stdin: str, env: dict[str, str], timeout: float, cwd: Path) -> Run:
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))  # a 120x40 terminal
+    proc = subprocess.Popen(
+        argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=slave, env=env, cwd=cwd, text=True
+    )
+    os.close(slave)
+    chunks: list[bytes] = []
+
+    def drain() -> None:
+        while True:
+            try:
+                data = os.read(master, 65536)
+            except OSError:  # the other end closed
+                return
+            if not data:
+                return
+            chunks.append(data)
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    out, _ = proc.communicate(stdin, timeout=timeout)
+    reader.join(timeout=10)
+    os.close(master)
+    return Run(proc.returncode, out, b"".join(chunks).decode(errors="replace"))
 
 
 def speak_to_file(text: str, path: Path, rate: int = 175) -> Path:

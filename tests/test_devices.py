@@ -17,7 +17,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import ROOT, Ears, speak_to_file, wer
 
 NEEDED = ("pulseaudio", "pactl", "paplay", "parec", "tmux")
@@ -40,10 +39,19 @@ def pulse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     env = {**os.environ, "XDG_RUNTIME_DIR": str(runtime), "PULSE_RUNTIME_PATH": str(runtime / "pulse")}
     env.pop("PULSE_SERVER", None)
     subprocess.run(
-        ["pulseaudio", "-D", "--exit-idle-time=-1", "-n", "--use-pid-file=yes",
-         "--load=module-native-protocol-unix", "--load=module-null-sink sink_name=mic",
-         "--load=module-null-sink sink_name=spk"],
-        env=env, check=True, capture_output=True,
+        [
+            "pulseaudio",
+            "-D",
+            "--exit-idle-time=-1",
+            "-n",
+            "--use-pid-file=yes",
+            "--load=module-native-protocol-unix",
+            "--load=module-null-sink sink_name=mic",
+            "--load=module-null-sink sink_name=spk",
+        ],
+        env=env,
+        check=True,
+        capture_output=True,
     )
     try:
         for _ in range(50):
@@ -62,12 +70,19 @@ class Tmux:
         self.env, self.name = env, f"talk{os.getpid()}"
         # The pane stays open after the program ends, so its last words can still be read.
         shell = " ".join(shlex.quote(c) for c in command) + "; echo EXITED $?; sleep 600"
-        subprocess.run(["tmux", "new-session", "-d", "-s", self.name, "-x", "160", "-y", "50", shell],
-                       env=env, check=True)
+        subprocess.run(
+            ["tmux", "new-session", "-d", "-s", self.name, "-x", "160", "-y", "50", shell],
+            env=env,
+            check=True,
+        )
 
     def screen(self) -> str:
-        return subprocess.run(["tmux", "capture-pane", "-p", "-t", self.name, "-S", "-200"],
-                              env=self.env, capture_output=True, text=True).stdout
+        return subprocess.run(
+            ["tmux", "capture-pane", "-p", "-t", self.name, "-S", "-200"],
+            env=self.env,
+            capture_output=True,
+            text=True,
+        ).stdout
 
     def press_enter(self) -> None:
         subprocess.run(["tmux", "send-keys", "-t", self.name, "Enter"], env=self.env, check=True)
@@ -88,21 +103,47 @@ class Tmux:
 def test_push_to_talk_on_virtual_devices(pulse: dict[str, str], tmp_path: Path, ears: Ears):
     question = speak_to_file("What is the capital of France?", tmp_path / "q.wav")
     env = {**pulse, "PULSE_SOURCE": "mic.monitor", "PULSE_SINK": "spk", "TERM": "xterm"}
-    app = Tmux(env, [sys.executable, str(ROOT / "chat.py"), "--platform", "linux", "--input-device", "pulse",
-                     "--output-device", "pulse", "--temperature", "0", "--seed", "1"])
+    app = Tmux(
+        env,
+        [
+            sys.executable,
+            str(ROOT / "chat.py"),
+            "--platform",
+            "linux",
+            "--input-device",
+            "pulse",
+            "--output-device",
+            "pulse",
+            "--temperature",
+            "0",
+            "--seed",
+            "1",
+        ],
+    )
     heard_file = tmp_path / "speaker.raw"
     speaker = None
     try:
         app.wait_for("Ready", timeout=120)
-        speaker = subprocess.Popen(["parec", "--device=spk.monitor", "--format=s16le", "--rate=16000",
-                                    "--channels=1", str(heard_file)], env=env)
+        speaker = subprocess.Popen(
+            [
+                "parec",
+                "--device=spk.monitor",
+                "--format=s16le",
+                "--rate=16000",
+                "--channels=1",
+                str(heard_file),
+            ],
+            env=env,
+        )
         app.press_enter()  # start talking
         app.wait_for("Recording", timeout=10)
         subprocess.run(["paplay", "--device=mic", str(question)], env=env, check=True)
         time.sleep(0.3)
         app.press_enter()  # done talking
         screen = app.wait_for("AI: ", timeout=120)
-        app.wait_for("Press Enter to talk", timeout=120, after=1)  # the prompt is back: the reply has been played
+        app.wait_for(
+            "Press Enter to talk", timeout=120, after=1
+        )  # the prompt is back: the reply has been played
         time.sleep(0.5)
         screen = app.screen()
     finally:

