@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from conftest import ROOT, Ears, speak_to_file, wer
 
 NEEDED = ("pulseaudio", "pactl", "paplay", "parec", "tmux")

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import Ears, reply_line, run_chat, speak_to_file, wer
 
+from conftest import Ears, reply_line, run_chat, speak_to_file, wer
 from talkgpt4all.models import starter_gguf
 
 QUESTION = "What is the capital of France?"

@@ -14,8 +14,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import reply_line, run_chat
 
+from conftest import reply_line, run_chat
 from talkgpt4all import models
 from talkgpt4all.errors import ModelError
 

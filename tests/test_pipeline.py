@@ -5,8 +5,8 @@ import time
 
 import numpy as np
 import pytest
-from fakes import FakeChat, FakeDisplay, FakeSink, FakeSynth, FakeTranscriber
 
+from fakes import FakeChat, FakeDisplay, FakeSink, FakeSynth, FakeTranscriber
 from talkgpt4all.conversation import Conversation
 from talkgpt4all.pipeline import DIDNT_CATCH, Session, TranscriptWriter
 
