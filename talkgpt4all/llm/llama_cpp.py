@@ -77,7 +77,9 @@ class LlamaCppChatModel:
                 "download it again, or pass another --model"
             ) from exc
         self.path = path
-        self.context_size = self.llm.n_ctx()
+        # llama.cpp may round its context up (to a multiple of 256), but llama-cpp-python's own token
+        # buffer keeps the size asked for: the smaller one is the real limit.
+        self.context_size = min(settings.context, self.llm.n_ctx())
         metadata: dict[str, str] = self.llm.metadata
         template = metadata.get("tokenizer.chat_template")
         if not template:
