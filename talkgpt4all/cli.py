@@ -8,13 +8,15 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from talkgpt4all import __version__
 from talkgpt4all.config import DEFAULT_SYSTEM_PROMPT, PLATFORMS, Config, check_platform, detect_platform
 from talkgpt4all.errors import ExitCode, TalkError, one_line
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from talkgpt4all.audio import Recorder
     from talkgpt4all.pipeline import Session
 
@@ -157,7 +159,8 @@ def run(config: Config) -> int:
     llm.check_engine(config.llm)
     tts.check_engine(config.tts)
     stt.check_engine(config.stt)
-    spoken = [(path, load_audio(path)) for path in config.inputs]
+    spoken = [load_audio(path) for path in config.inputs]
+    transcript = TranscriptWriter(config.transcript) if config.transcript else None
     synthesizer = tts.make_synthesizer(config.tts, config.voice, config.rate) if config.speaks else None
     sinks: list[AudioSink] = []
     if synthesizer is not None:
@@ -191,14 +194,14 @@ def run(config: Config) -> int:
         transcriber=transcriber,
         synthesizer=synthesizer,
         sinks=sinks,
-        transcript=TranscriptWriter(config.transcript) if config.transcript else None,
+        transcript=transcript,
         options=llm.GenerationOptions(config.max_tokens, config.temperature, config.seed),
         language=config.language,
         interruptible=interactive,
     )
     try:
         if config.inputs:
-            for _path, audio in spoken:
+            for audio in spoken:
                 session.hear(audio, time.perf_counter())
         elif config.text:
             for line in sys.stdin:
@@ -215,7 +218,7 @@ def run(config: Config) -> int:
 PROMPT = "Press Enter to talk (or type a message): "
 
 
-def _record(rec: Recorder) -> tuple[Any, float]:
+def _record(rec: Recorder) -> tuple[np.ndarray, float]:
     """Record until Enter, with a live indicator on stderr. Returns the audio and when speech ended."""
     err = sys.stderr
     done = threading.Event()
