@@ -13,6 +13,9 @@ _CJK_END = re.compile(r"[。！？；]+[」』”’）]*")
 _ABBREVIATIONS = frozenset(
     "mr mrs ms dr prof sr jr st vs etc e.g i.e a.m p.m no fig approx inc ltd co u.s".split()
 )
+# Where a long first sentence may be cut early, so that speech starts sooner.
+_LATIN_CLAUSE = re.compile(r"[,;:]+(?=\s)")
+_CJK_CLAUSE = re.compile(r"[，、：]")
 _MARKDOWN = re.compile(r"(\*\*|__|\*|`+|^#+\s*|^\s*[-*•]\s+)", re.MULTILINE)
 
 
@@ -40,12 +43,42 @@ def _first_break(text: str) -> int:
     return best
 
 
-def sentences(tokens: Iterable[str]) -> Iterator[str]:
-    """Yield each sentence as soon as its last token arrives; the remainder is yielded at the end."""
+def _first_clause(text: str, min_words: int) -> int:
+    """The index just past the first clause (a comma, colon, ...) after at least min_words words, or -1."""
+    for pattern, count in ((_LATIN_CLAUSE, _words), (_CJK_CLAUSE, _cjk_chars)):
+        for match in pattern.finditer(text):
+            if count(text[: match.start()]) >= min_words:
+                return match.end()
+    return -1
+
+
+def _words(text: str) -> int:
+    return len(text.split())
+
+
+def _cjk_chars(text: str) -> int:
+    # A CJK character carries about as much as a short English word; count two as one.
+    return sum(1 for ch in text if "\u3400" <= ch <= "\u9fff") // 2
+
+
+def sentences(tokens: Iterable[str], first_clause_words: int | None = None) -> Iterator[str]:
+    """Yield each sentence as soon as its last token arrives; the remainder is yielded at the end.
+
+    With first_clause_words, the first piece may also end at a comma (or a colon, semicolon, "，" or
+    "、") once it has that many words, so the first words can be spoken sooner.
+    """
     buffer = ""
+    first = first_clause_words is not None
     for token in tokens:
         buffer += token
+        if first and first_clause_words is not None:
+            clause, end = _first_clause(buffer, first_clause_words), _first_break(buffer)
+            if clause > 0 and (end < 0 or clause < end):
+                piece, buffer = buffer[:clause].strip(), buffer[clause:].lstrip()
+                first = False
+                yield piece
         while (cut := _first_break(buffer)) > 0:
+            first = False
             sentence, buffer = buffer[:cut].strip(), buffer[cut:].lstrip()
             if sentence:
                 yield sentence

@@ -54,3 +54,22 @@ def test_has_words():
     assert has_words("Paris")
     assert has_words("巴黎")
     assert not has_words(" ... !? ")
+
+
+def test_a_long_first_sentence_may_be_cut_at_a_comma():
+    text = "Well, the capital of France, as you know, is Paris. Yes, it is, truly."
+    pieces = list(sentences((text[i : i + 3] for i in range(0, len(text), 3)), first_clause_words=4))
+    # "Well," is too short to be cut; the first comma after four words is.
+    assert pieces == ["Well, the capital of France,", "as you know, is Paris.", "Yes, it is, truly."]
+
+
+def test_a_short_first_sentence_is_not_cut():
+    assert list(sentences(["Yes, it is. Fine, thanks."], first_clause_words=4)) == [
+        "Yes, it is.",
+        "Fine, thanks.",
+    ]
+
+
+def test_chinese_first_clause():
+    pieces = list(sentences(["北京是中国的首都，也是一座古老的城市。它很大。"], first_clause_words=4))
+    assert pieces == ["北京是中国的首都，", "也是一座古老的城市。", "它很大。"]
