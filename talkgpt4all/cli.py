@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import argparse
 import logging
+import queue
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -18,7 +21,9 @@ if TYPE_CHECKING:
     import numpy as np
 
     from talkgpt4all.audio import Recorder
-    from talkgpt4all.pipeline import Session
+    from talkgpt4all.audio.devices import MicStream
+    from talkgpt4all.audio.vad import VadOptions
+    from talkgpt4all.pipeline import Session, TurnResult
 
 log = logging.getLogger("talkgpt4all")
 
@@ -77,6 +82,30 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--input-device", metavar="NAME|INDEX", help="microphone (see --list-devices)")
     g.add_argument("--output-device", metavar="NAME|INDEX", help="speaker (see --list-devices)")
     g.add_argument("--list-devices", action="store_true", help="list audio devices and exit")
+    g = p.add_argument_group("turns and speed")
+    g.add_argument(
+        "--vad",
+        action="store_true",
+        help="hands-free: a turn starts when you speak and ends when you pause (default: Enter)",
+    )
+    g.add_argument(
+        "--silence-ms",
+        type=int,
+        default=500,
+        metavar="MS",
+        help="with --vad, the pause that ends a turn (default: 500)",
+    )
+    g.add_argument(
+        "--barge-in",
+        action="store_true",
+        help="with --vad, speaking during a reply interrupts it (use headphones: no echo cancelling)",
+    )
+    g.add_argument(
+        "--no-stream",
+        action="store_true",
+        help="sequential baseline: the whole reply, then all its speech, then playback",
+    )
+    g.add_argument("--timings", action="store_true", help="print a line of timings under each reply")
     p.add_argument("-v", "--verbose", action="store_true", help="log what is loaded and from where")
     p.add_argument("--debug", action="store_true", help="show tracebacks and engine logs")
     p.add_argument("--version", action="version", version=f"talkGPT4All {__version__}")
@@ -108,6 +137,11 @@ def build_config(args: argparse.Namespace) -> Config:
         transcript=args.transcript,
         input_device=args.input_device,
         output_device=args.output_device,
+        vad=args.vad,
+        silence_ms=args.silence_ms,
+        barge_in=args.barge_in,
+        stream=not args.no_stream,
+        timings=args.timings,
         debug=args.debug,
     )
 
@@ -115,10 +149,12 @@ def build_config(args: argparse.Namespace) -> Config:
 class TerminalDisplay:
     """The conversation on stdout: what the user said, then the reply as it is written."""
 
-    def __init__(self) -> None:
+    def __init__(self, show_timings: bool = False) -> None:
         from rich.console import Console
 
         self.out = Console(highlight=False, markup=False, soft_wrap=True)
+        self.err = Console(stderr=True, highlight=False, markup=False, soft_wrap=True)
+        self.show_timings = show_timings
         self._started = False
 
     def user(self, text: str) -> None:
@@ -142,6 +178,24 @@ class TerminalDisplay:
     def notice(self, text: str) -> None:
         self.out.print(text, style="yellow")
 
+    def timings(self, result: TurnResult) -> None:
+        if self.show_timings:
+            self.err.print(format_timings(result), style="dim")
+
+
+def format_timings(result: TurnResult) -> str:
+    """One line: each stage's time from the end of the user's speech."""
+    t = result.timings
+    parts = [
+        ("stt", t.stt),
+        ("first token", t.llm_first_token),
+        ("first sentence", t.first_sentence),
+        ("first audio", t.first_audio),
+        ("total", t.total),
+    ]
+    shown = " · ".join(f"{name} {value:.2f}" for name, value in parts if value is not None)
+    return f"⏱ {shown} s · {result.prompt_tokens} prompt tokens"
+
 
 def _status(message: str) -> None:
     """Say what slow thing happens now, on a terminal. (Download progress bars print below it.)"""
@@ -155,6 +209,7 @@ def run(config: Config) -> int:
     from talkgpt4all.conversation import Conversation
     from talkgpt4all.pipeline import Session, TranscriptWriter
 
+    started = time.perf_counter()
     # Cheap checks first, so a mistake costs no model loading.
     llm.check_engine(config.llm)
     tts.check_engine(config.tts)
@@ -168,14 +223,13 @@ def run(config: Config) -> int:
             sinks.append(make_sink("wav", str(config.save_audio)))
         if config.play:
             sinks.append(make_sink("device", config.output_device))
-    recorder = None
     interactive = not config.text and not config.inputs
+    microphone: Recorder | MicStream | None = None
     if interactive:
-        from talkgpt4all.audio.devices import MicRecorder
+        from talkgpt4all.audio.devices import MicRecorder, MicStream
 
-        recorder = MicRecorder(config.input_device)
+        microphone = MicStream(config.input_device) if config.vad else MicRecorder(config.input_device)
 
-    started = time.perf_counter()
     transcriber = None
     if not config.text:
         _status(f"Loading speech recognition (Whisper {config.whisper_model})…")
@@ -185,12 +239,11 @@ def run(config: Config) -> int:
         config.model, config.context, config.threads, config.seed, config.platform.metal
     )
     chat = llm.make_chat_model(config.llm, settings)
-    log.info("ready in %.1f s", time.perf_counter() - started)
 
     session = Session(
         chat,
         Conversation(config.system_prompt),
-        TerminalDisplay(),
+        TerminalDisplay(config.timings),
         transcriber=transcriber,
         synthesizer=synthesizer,
         sinks=sinks,
@@ -198,8 +251,14 @@ def run(config: Config) -> int:
         options=llm.GenerationOptions(config.max_tokens, config.temperature, config.seed),
         language=config.language,
         interruptible=interactive,
+        stream=config.stream,
     )
     try:
+        session.warm_up()
+        ready = time.perf_counter() - started
+        log.info("ready in %.2f s (models loaded and warmed)", ready)
+        if config.timings:
+            print(f"⏱ ready in {ready:.2f} s", file=sys.stderr)
         if config.inputs:
             for audio in spoken:
                 session.hear(audio, time.perf_counter())
@@ -207,18 +266,59 @@ def run(config: Config) -> int:
             for line in sys.stdin:
                 if line.strip():
                     session.reply(line.strip(), time.perf_counter())
+        elif config.vad:
+            from talkgpt4all.audio.devices import MicStream
+            from talkgpt4all.audio.vad import VadOptions
+
+            assert isinstance(microphone, MicStream)
+            return _hands_free(session, microphone, VadOptions(silence_ms=config.silence_ms), config.barge_in)
         else:
-            assert recorder is not None
-            return _talk(session, recorder)
+            assert microphone is not None and not isinstance(microphone, MicStream)
+            return _talk(session, microphone)
     finally:
         session.close()
     return ExitCode.OK
 
 
+class Keyboard:
+    """Reads lines from stdin on its own thread. While a reply is spoken, Enter interrupts it."""
+
+    def __init__(self) -> None:
+        self._lines: queue.Queue[str | None] = queue.Queue()
+        self._on_enter: Callable[[], None] | None = None
+        threading.Thread(target=self._read, name="keyboard", daemon=True).start()
+
+    def _read(self) -> None:
+        for line in sys.stdin:
+            on_enter = self._on_enter
+            if on_enter is not None:
+                on_enter()
+            else:
+                self._lines.put(line)
+        self._lines.put(None)
+
+    def readline(self) -> str | None:
+        """The next line typed, or None at end of input (Ctrl-D)."""
+        while True:
+            try:
+                return self._lines.get(timeout=0.1)  # short waits, so Ctrl-C gets through
+            except queue.Empty:
+                continue
+
+    @contextmanager
+    def interrupts(self, session: Session) -> Iterator[None]:
+        """While inside, Enter stops the reply instead of being read."""
+        self._on_enter = session.stop
+        try:
+            yield
+        finally:
+            self._on_enter = None
+
+
 PROMPT = "Press Enter to talk (or type a message): "
 
 
-def _record(rec: Recorder) -> tuple[np.ndarray, float]:
+def _record(rec: Recorder, keyboard: Keyboard) -> tuple[np.ndarray, float]:
     """Record until Enter, with a live indicator on stderr. Returns the audio and when speech ended."""
     err = sys.stderr
     done = threading.Event()
@@ -232,7 +332,7 @@ def _record(rec: Recorder) -> tuple[np.ndarray, float]:
     thread = threading.Thread(target=indicator, daemon=True)
     thread.start()
     try:
-        sys.stdin.readline()
+        keyboard.readline()
     finally:
         speech_end = time.perf_counter()
         done.set()
@@ -243,26 +343,84 @@ def _record(rec: Recorder) -> tuple[np.ndarray, float]:
 
 
 def _talk(session: Session, rec: Recorder) -> int:
-    """The interactive loop: Enter starts and stops recording; a typed line is sent as text."""
+    """Push-to-talk: Enter starts and stops recording; a typed line is sent as text.
+
+    During a reply, Enter or Ctrl-C stops it; Ctrl-C or Ctrl-D at the prompt quits.
+    """
     err = sys.stderr
-    err.write(
-        "Ready. Press Enter, speak, then press Enter again. Ctrl-C stops a reply; at the prompt, quits.\n"
-    )
+    keyboard = Keyboard()
+    err.write("Ready. Press Enter, speak, then press Enter again. Enter or Ctrl-C stops a reply.\n")
     while True:
+        err.write(PROMPT)
+        err.flush()
+        line = keyboard.readline()
+        if line is None:
+            return ExitCode.OK
         try:
-            err.write(PROMPT)
-            err.flush()
-            line = sys.stdin.readline()
-            if not line:  # EOF (Ctrl-D)
-                return ExitCode.OK
             if line.strip():
-                session.reply(line.strip(), time.perf_counter())
+                with keyboard.interrupts(session):
+                    session.reply(line.strip(), time.perf_counter())
                 continue
-            audio, speech_end = _record(rec)
-            session.hear(audio, speech_end)
+            audio, speech_end = _record(rec, keyboard)
+            with keyboard.interrupts(session):
+                session.hear(audio, speech_end)
         except TalkError as exc:
             # One failed turn does not end the conversation.
             err.write(f"error: {one_line(str(exc))}\n")
+
+
+def _hands_free(session: Session, mic: MicStream, options: VadOptions, barge_in: bool) -> int:
+    """Turns start when the user speaks and end at a pause. Enter or Ctrl-C stops a reply."""
+    from talkgpt4all.audio.vad import Segmenter
+
+    err = sys.stderr
+    turns: queue.Queue[tuple[np.ndarray, float]] = queue.Queue()
+    replying = threading.Event()
+
+    def speech_started() -> None:
+        if replying.is_set():
+            session.stop()  # barge-in: only reached with --barge-in
+        else:
+            err.write("\r\x1b[2K\x1b[31m●\x1b[0m Hearing you…")
+            err.flush()
+
+    segmenter = Segmenter(options, on_start=speech_started)
+
+    def listen() -> None:
+        while True:
+            chunk = mic.read()
+            if chunk is None:
+                continue
+            if replying.is_set() and not barge_in:
+                # The speakers' own sound must not become a turn: without --barge-in, playback is deaf time.
+                segmenter.reset()
+                continue
+            utterance = segmenter.feed(chunk)
+            if utterance is not None:
+                turns.put((utterance, time.perf_counter()))
+
+    mic.start()
+    threading.Thread(target=listen, name="vad", daemon=True).start()
+    keyboard = Keyboard()
+    err.write("Ready. Speak whenever you like; a pause ends your turn. Ctrl-C quits.\n")
+    while True:
+        err.write("\r\x1b[2K\x1b[32m●\x1b[0m Listening…")
+        err.flush()
+        while True:
+            try:
+                audio, speech_end = turns.get(timeout=0.1)
+                break
+            except queue.Empty:
+                continue
+        err.write("\r\x1b[2K")
+        replying.set()
+        try:
+            with keyboard.interrupts(session):
+                session.hear(audio, speech_end)
+        except TalkError as exc:
+            err.write(f"error: {one_line(str(exc))}\n")
+        finally:
+            replying.clear()
 
 
 def _setup_logging(verbose: bool, debug: bool) -> None:

@@ -96,6 +96,12 @@ class Config:
     transcript: Path | None = None
     input_device: str | None = None
     output_device: str | None = None
+    # turns and speed
+    vad: bool = False
+    silence_ms: int = 500
+    barge_in: bool = False
+    stream: bool = True
+    timings: bool = False
     debug: bool = False
 
     @property

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -16,12 +17,13 @@ from typing import IO, Protocol
 
 import numpy as np
 
-from talkgpt4all.audio import Audio, AudioSink, is_silent
+from talkgpt4all.audio import SAMPLE_RATE, AudioSink, is_silent
 from talkgpt4all.conversation import Conversation
 from talkgpt4all.llm import ChatModel, GenerationOptions
 from talkgpt4all.stt import Transcriber, Transcript
-from talkgpt4all.text import has_words, sentences, speakable
+from talkgpt4all.text import has_words, sentences
 from talkgpt4all.tts import Synthesizer
+from talkgpt4all.voice import Speaker
 
 log = logging.getLogger("talkgpt4all")
 
@@ -37,11 +39,15 @@ class Display(Protocol):
 
     def notice(self, text: str) -> None: ...
 
+    def timings(self, result: TurnResult) -> None:
+        """Called after each completed reply (the CLI shows them with --timings)."""
+
 
 @dataclass
 class Timings:
     stt: float | None = None
     llm_first_token: float | None = None
+    first_sentence: float | None = None
     first_audio: float | None = None
     total: float | None = None
 
@@ -84,6 +90,10 @@ class TranscriptWriter:
         self._file.close()
 
 
+# The first piece of a reply may end at a comma once it has this many words: speech starts sooner,
+# and four words are enough to sound like a phrase rather than a stutter.
+FIRST_CLAUSE_WORDS = 4
+
 DIDNT_CATCH = "Sorry, I didn't catch that. Please try again."
 
 
@@ -103,6 +113,8 @@ class Session:
         options: GenerationOptions | None = None,
         language: str | None = None,
         interruptible: bool = False,
+        stream: bool = True,
+        first_clause_words: int | None = FIRST_CLAUSE_WORDS,
     ) -> None:
         self.chat = chat
         self.conversation = conversation
@@ -114,6 +126,10 @@ class Session:
         self.options = options or GenerationOptions()
         self.language = language
         self.interruptible = interruptible  # Ctrl-C ends only the reply (interactive mode)
+        self.stream = stream  # False: the sequential --no-stream baseline
+        self.first_clause_words = first_clause_words if stream else None
+        self.interrupt = threading.Event()
+        self._speaker: Speaker | None = None
         self.turns = 0
 
     def hear(self, audio: np.ndarray, speech_end: float) -> TurnResult | None:
@@ -133,7 +149,8 @@ class Session:
     def reply(
         self, text: str, speech_end: float, *, language: str | None = None, stt: float | None = None
     ) -> TurnResult:
-        """Answer one user turn: stream the reply to the display and speak it sentence by sentence."""
+        """Answer one user turn: stream the reply to the display and speak it as it is written."""
+        self.interrupt.clear()
         self.turns += 1
         result = TurnResult(self.turns, text, language or self.language, "", 0, Timings(stt=stt))
         self.display.user(text)
@@ -142,67 +159,106 @@ class Session:
         messages = self.conversation.fit(self.chat.count_tokens, budget)
         result.prompt_tokens = self.chat.count_tokens(messages)
 
+        def since_speech() -> float:
+            return time.perf_counter() - speech_end
+
         pieces: list[str] = []
-        heard: list[str] = []  # sentences handed to the speakers, for the history if cut off
         tokens = self.chat.stream(messages, self.options)
 
         def shown() -> Iterator[str]:
             for token in tokens:
+                if self.interrupt.is_set():
+                    return
                 if result.timings.llm_first_token is None:
-                    result.timings.llm_first_token = time.perf_counter() - speech_end
+                    result.timings.llm_first_token = since_speech()
                 pieces.append(token)
                 self.display.reply_token(token)
                 yield token
 
-        for sink in self.sinks:
-            sink.begin_reply(self.turns)
+        def first_audio() -> None:
+            result.timings.first_audio = since_speech()
+
+        speaker = None
+        if self.synthesizer is not None and self.sinks:
+            speaker = Speaker(
+                self.synthesizer,
+                self.sinks,
+                turn=self.turns,
+                language=result.language,
+                interrupt=self.interrupt,
+                on_first_audio=first_audio,
+            )
+        self._speaker = speaker
         completed = False
         try:
-            for sentence in sentences(shown()):
-                audio = self._synthesize(sentence, result)
-                if audio is not None:
-                    if result.timings.first_audio is None:
-                        result.timings.first_audio = time.perf_counter() - speech_end
-                    heard.append(sentence)
-                    for sink in self.sinks:
-                        sink.write(audio)
-            completed = True
+            if self.stream:
+                for sentence in sentences(shown(), self.first_clause_words):
+                    if result.timings.first_sentence is None:
+                        result.timings.first_sentence = since_speech()
+                    if speaker:
+                        speaker.say(sentence)
+            else:
+                # The sequential baseline: the whole reply, then all of its speech, then playback.
+                whole = "".join(shown()).strip()
+                result.timings.first_sentence = since_speech()
+                if speaker and whole:
+                    speaker.say(whole)
+            if speaker:
+                speaker.finish()
+            completed = not self.interrupt.is_set()
         except KeyboardInterrupt:
-            for sink in self.sinks:
-                sink.stop()
+            self.interrupt.set()
             if not self.interruptible:
                 raise
         finally:
             close = getattr(tokens, "close", None)
             if close:
                 close()
-            for sink in self.sinks:
-                sink.end_reply()
-            # Cut off by Ctrl-C or by an error: the history still gets the reply as far as it went,
-            # so that it never holds two user turns in a row.
+            if speaker:
+                speaker.close()
+            self._speaker = None
+            # Cut off by Ctrl-C, Enter or an error: the history still gets the reply as far as it was
+            # heard, so that it never holds two user turns in a row.
             result.interrupted = not completed
-            self._remember(result, pieces, heard)
+            self._remember(result, pieces, speaker.played if speaker else None)
             self.display.reply_end(result.interrupted)
-        result.timings.total = time.perf_counter() - speech_end
+        if speaker and speaker.error:
+            raise speaker.error
+        result.timings.total = since_speech()
+        self.display.timings(result)
         if self.transcript:
             self.transcript.write(result)
         return result
 
-    def _remember(self, result: TurnResult, pieces: list[str], heard: list[str]) -> None:
+    def stop(self) -> None:
+        """Interrupt the reply in progress (from another thread: a key press, or speech with --barge-in)."""
+        self.interrupt.set()
+        speaker = self._speaker
+        if speaker:
+            speaker.stop()
+
+    def _remember(self, result: TurnResult, pieces: list[str], played: list[str] | None) -> None:
         result.reply = "".join(pieces).strip()
-        if result.interrupted and self.synthesizer is not None and self.sinks:
+        if result.interrupted and played is not None:
             # Only what the user heard (at least in part) was said; the rest never happened.
-            result.reply = " ".join(heard)
+            result.reply = " ".join(played)
         self.conversation.add_assistant(result.reply + (" …" if result.interrupted else ""))
 
-    def _synthesize(self, sentence: str, result: TurnResult) -> Audio | None:
-        """The sentence as audio, or None when nothing will hear it or there is nothing to say."""
-        if self.synthesizer is None or not self.sinks:
-            return None
-        text = speakable(sentence)
-        if not has_words(text):
-            return None
-        return self.synthesizer.synthesize(text, result.language)
+    def warm_up(self) -> None:
+        """One tiny inference per engine, so the first turn is as fast as the others.
+
+        The chat model also keeps the system prompt's tokens evaluated, which later prompts reuse.
+        """
+        if self.transcriber is not None:
+            self.transcriber.transcribe(np.zeros(SAMPLE_RATE // 2, np.float32), self.language or "en")
+        warm = Conversation(self.conversation.system_prompt)
+        warm.add_user("Hi")
+        for _ in self.chat.stream(warm.messages, GenerationOptions(max_tokens=1, temperature=0.0)):
+            pass
+        if self.synthesizer is not None and self.sinks:
+            audio = self.synthesizer.synthesize("Hi", self.language)
+            for sink in self.sinks:
+                sink.prepare(audio.sample_rate)
 
     def close(self) -> None:
         for sink in self.sinks:

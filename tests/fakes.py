@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 
 import numpy as np
 
@@ -48,33 +49,48 @@ class FakeTranscriber:
 class FakeSynth:
     """Audio whose length encodes the sentence, so a test can tell what was spoken."""
 
-    def __init__(self) -> None:
+    def __init__(self, seconds: float = 0.0) -> None:
         self.spoken: list[str] = []
+        self.seconds = seconds  # how long synthesis takes
 
     def synthesize(self, text: str, language: str | None = None) -> Audio:
+        if self.seconds:
+            threading.Event().wait(self.seconds)
         self.spoken.append(text)
         return Audio(np.full(len(text), 0.1, np.float32), 16000)
 
 
 class FakeSink:
-    def __init__(self, interrupt_on: int | None = None) -> None:
+    """Records what it is given. With play_seconds, write() takes that long, like a speaker, unless
+    stop() cuts it short; on_write(n) runs as the n-th piece starts playing."""
+
+    def __init__(self, play_seconds: float = 0.0, on_write: Callable[[int], None] | None = None) -> None:
         self.events: list[str] = []
-        self.interrupt_on = interrupt_on
+        self.play_seconds = play_seconds
+        self.on_write = on_write
         self.writes = 0
+        self.stopped = threading.Event()
+
+    def prepare(self, sample_rate: int) -> None:
+        self.events.append(f"prepare {sample_rate}")
 
     def begin_reply(self, turn: int) -> None:
+        self.stopped.clear()
         self.events.append(f"begin {turn}")
 
     def write(self, audio: Audio) -> None:
         self.writes += 1
         self.events.append(f"write {len(audio.samples)}")
-        if self.writes == self.interrupt_on:
-            raise KeyboardInterrupt
+        if self.on_write:
+            self.on_write(self.writes)
+        if self.play_seconds:
+            self.stopped.wait(self.play_seconds)
 
     def end_reply(self) -> None:
         self.events.append("end")
 
     def stop(self) -> None:
+        self.stopped.set()
         self.events.append("stop")
 
     def close(self) -> None:
@@ -85,6 +101,7 @@ class FakeDisplay:
     def __init__(self) -> None:
         self.lines: list[str] = []
         self.current = ""
+        self.timed = 0
 
     def user(self, text: str) -> None:
         self.lines.append(f"You: {text}")
@@ -98,3 +115,6 @@ class FakeDisplay:
 
     def notice(self, text: str) -> None:
         self.lines.append(text)
+
+    def timings(self, result: object) -> None:
+        self.timed += 1

@@ -1,6 +1,7 @@
 """The turn loop with fakes: what is shown, spoken, remembered and logged."""
 
 import json
+import threading
 import time
 
 import numpy as np
@@ -50,17 +51,41 @@ def test_a_spoken_turn_is_shown_answered_spoken_and_remembered():
     assert t.stt is not None and t.stt <= t.llm_first_token <= t.first_audio <= t.total
 
 
-def test_each_sentence_is_spoken_before_the_rest_is_generated():
-    chat = FakeChat().enqueue("One. Two. Three.")
-    pulled_at_speech: list[int] = []
+def test_the_first_sentence_is_spoken_while_the_rest_is_generated():
+    spoken_first = threading.Event()
 
-    class Watching(FakeSynth):
-        def synthesize(self, text, language=None):
-            pulled_at_speech.append(chat.pulled)
-            return super().synthesize(text, language)
+    class SlowChat(FakeChat):
+        def stream(self, messages, options):
+            yield from ["One.", " Two"]
+            # A pipeline that waited for the whole reply would never get here.
+            assert spoken_first.wait(5), "sentence 1 was not spoken before sentence 2 was generated"
+            yield from [".", " Three."]
 
-    session(chat, synthesizer=Watching(), sinks=[FakeSink()]).reply("count", time.perf_counter())
-    assert pulled_at_speech == [2, 3, 3]  # "One." is spoken once " Two." shows it ended, not at the end
+    sink = FakeSink(on_write=lambda n: spoken_first.set() if n == 1 else None)
+    synth = FakeSynth()
+    result = session(SlowChat(), synthesizer=synth, sinks=[sink]).reply("count", time.perf_counter())
+    assert synth.spoken == ["One.", "Two.", "Three."] and not result.interrupted
+
+
+def test_sentences_play_in_order_when_speech_is_slower_than_the_model():
+    reply = " ".join(f"Sentence number {i}." for i in range(12))
+    synth, sink = FakeSynth(seconds=0.01), FakeSink(play_seconds=0.005)
+    display = FakeDisplay()
+    s = session(FakeChat().enqueue(reply), synthesizer=synth, sinks=[sink], display=display)
+    result = s.reply("go", time.perf_counter())
+    expected = [f"Sentence number {i}." for i in range(12)]
+    assert synth.spoken == expected  # none lost, none doubled, in order
+    assert [e for e in sink.events if e.startswith("write")] == [f"write {len(t)}" for t in expected]
+    assert result.reply == reply and display.lines[-1] == f"AI: {reply}"
+
+
+def test_the_no_stream_baseline_speaks_the_whole_reply_once_at_the_end():
+    chat, synth = FakeChat().enqueue("One. Two. Three."), FakeSynth()
+    s = session(chat, synthesizer=synth, sinks=[FakeSink()], stream=False)
+    result = s.reply("count", time.perf_counter())
+    assert synth.spoken == ["One. Two. Three."]
+    t = result.timings
+    assert t.llm_first_token <= t.first_sentence <= t.first_audio <= t.total
 
 
 @pytest.mark.parametrize("audio", [np.zeros(16000, np.float32), SPEECH[:3000]], ids=["silent", "too-short"])
@@ -78,26 +103,61 @@ def test_a_transcript_of_no_words_gets_didnt_catch_that():
     assert display.lines == [DIDNT_CATCH] and chat.calls == []
 
 
-def test_ctrl_c_during_a_reply_stops_it_and_keeps_what_was_said():
-    chat = FakeChat().enqueue("First part. Second part. Third part.", "Next.")
-    sink = FakeSink(interrupt_on=2)
-    display = FakeDisplay()
-    s = session(chat, synthesizer=FakeSynth(), sinks=[sink], display=display, interruptible=True)
+def test_barge_in_stops_playback_drains_the_queues_and_truncates_history():
+    holder: list[Session] = []
+    reply = "First part. Second part. Third part. Fourth part. Fifth part."
+    # Each piece takes 30 s to play; the user presses Enter 0.2 s into the first one.
+    sink = FakeSink(play_seconds=30, on_write=lambda n: threading.Timer(0.2, holder[0].stop).start())
+    chat, synth, display = FakeChat().enqueue(reply, "Next."), FakeSynth(), FakeDisplay()
+    s = session(chat, synthesizer=synth, sinks=[sink], display=display, interruptible=True)
+    holder.append(s)
+    started = time.perf_counter()
     result = s.reply("talk", time.perf_counter())
-    assert result.interrupted
-    assert "stop" in sink.events and sink.events[-1] == "end"
+    assert time.perf_counter() - started < 10  # the 30 s playback was cut, not waited out
+
+    assert result.interrupted and "stop" in sink.events and sink.events[-1] == "end"
+    assert sink.writes == 1  # what was queued behind it was dropped, not played
     assert display.lines[-1].endswith("[interrupted]")
-    # Generation stopped, and history keeps what reached the speakers, marked as cut off.
-    assert result.reply == "First part. Second part."
+    # History keeps what reached the speakers, marked as cut off.
+    assert result.reply == "First part."
     s.reply("again", time.perf_counter())
-    assert chat.calls[1][2]["content"] == "First part. Second part. …"
+    assert chat.calls[1][2] == {"role": "assistant", "content": "First part. …"}
+
+
+def test_ctrl_c_during_generation_stops_the_reply_in_interactive_mode():
+    class Interrupted(FakeChat):
+        def stream(self, messages, options):
+            yield "Hello there."
+            yield " And"
+            raise KeyboardInterrupt
+
+    display = FakeDisplay()
+    s = session(
+        Interrupted(), synthesizer=FakeSynth(), sinks=[FakeSink()], display=display, interruptible=True
+    )
+    result = s.reply("hi", time.perf_counter())
+    assert result.interrupted and display.lines[-1].endswith("[interrupted]")
+    assert s.conversation.turns[-1]["content"].endswith("…")
 
 
 def test_ctrl_c_in_headless_mode_propagates():
-    chat = FakeChat().enqueue("First part. Second part.")
-    s = session(chat, synthesizer=FakeSynth(), sinks=[FakeSink(interrupt_on=1)])
+    class Interrupted(FakeChat):
+        def stream(self, messages, options):
+            yield "Hello there."
+            raise KeyboardInterrupt
+
+    s = session(Interrupted(), synthesizer=FakeSynth(), sinks=[FakeSink()])
     with pytest.raises(KeyboardInterrupt):
         s.reply("talk", time.perf_counter())
+
+
+def test_warm_up_runs_each_engine_once_and_opens_the_speakers():
+    chat, stt, synth, sink = FakeChat().enqueue("x"), FakeTranscriber("x"), FakeSynth(), FakeSink()
+    s = session(chat, transcriber=stt, synthesizer=synth, sinks=[sink])
+    s.warm_up()
+    assert stt.calls == 1 and len(chat.calls) == 1 and synth.spoken == ["Hi"]
+    assert sink.events == ["prepare 16000"]
+    assert s.conversation.turns == []  # warming up is not part of the conversation
 
 
 def test_transcript_lines_are_flushed_per_turn(tmp_path):
@@ -111,7 +171,7 @@ def test_transcript_lines_are_flushed_per_turn(tmp_path):
     lines = [json.loads(line) for line in path.read_text().splitlines()]
     assert first["turn"] == 1 and [r["reply"] for r in lines] == ["Yes.", "No."]
     assert set(lines[0]) == {"turn", "user", "language", "reply", "prompt_tokens", "timings"}
-    assert set(lines[0]["timings"]) == {"stt", "llm_first_token", "first_audio", "total"}
+    assert set(lines[0]["timings"]) == {"stt", "llm_first_token", "first_sentence", "first_audio", "total"}
     assert lines[1]["prompt_tokens"] > lines[0]["prompt_tokens"]
 
 

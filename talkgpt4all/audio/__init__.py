@@ -72,6 +72,9 @@ def load_audio(path: Path) -> np.ndarray:
 class AudioSink(Protocol):
     """Where reply audio goes: the speakers, a folder of WAV files, ..."""
 
+    def prepare(self, sample_rate: int) -> None:
+        """Get ready to take audio at this rate (open the device), so the first reply starts sooner."""
+
     def begin_reply(self, turn: int) -> None: ...
 
     def write(self, audio: Audio) -> None:

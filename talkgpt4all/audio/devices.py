@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import queue
 import sys
 import threading
 from types import ModuleType
@@ -75,80 +76,183 @@ def find_device(spec: str | None, kind: str) -> int | None:
     raise DeviceError(f"no {what} matches --{kind}-device {spec!r}: see --list-devices")
 
 
-class MicRecorder:
-    """Push-to-talk recording from a microphone, mono float32 at 16 kHz."""
+class _Microphone:
+    """An input stream at 16 kHz mono float32 (or the device's own rate, resampled), calling
+    self._take(chunk) from PortAudio's thread for each block."""
+
+    blocksize = 0  # let PortAudio choose
 
     def __init__(self, device: str | None = None) -> None:
         self._sd = sounddevice()
         self.device = find_device(device, "input")
-        self._chunks: list[np.ndarray] = []
-        self._frames = 0
         self._rate = SAMPLE_RATE
         self._stream: Any = None
-        self._lock = threading.Lock()
+
+    def _take(self, chunk: np.ndarray) -> None:
+        raise NotImplementedError
 
     def _callback(self, indata: np.ndarray, frames: int, _time: object, status: object) -> None:
         if status:
             log.debug("input status: %s", status)
-        with self._lock:
-            self._chunks.append(indata[:, 0].copy())
-            self._frames += frames
+        chunk = indata[:, 0].copy()
+        self._take(chunk if self._rate == SAMPLE_RATE else resample(chunk, self._rate, SAMPLE_RATE))
 
-    def start(self) -> None:
-        self._chunks, self._frames = [], 0
+    def _open(self) -> None:
         sd = self._sd
         try:
-            self._stream = self._open(SAMPLE_RATE)
+            self._stream = self._make_stream(SAMPLE_RATE)
         except sd.PortAudioError:
-            # Some hardware records only at its own rate: record at that and resample afterwards.
+            # Some hardware records only at its own rate: record at that and resample.
             rate = int(sd.query_devices(self.device, "input")["default_samplerate"])
             try:
-                self._stream = self._open(rate)
+                self._stream = self._make_stream(rate)
             except sd.PortAudioError as exc:
                 raise DeviceError(f"cannot open the microphone: {exc}: check --input-device") from exc
         self._stream.start()
 
-    def _open(self, rate: int) -> Any:
+    def _make_stream(self, rate: int) -> Any:
         self._rate = rate
+        blocksize = self.blocksize * rate // SAMPLE_RATE if self.blocksize else 0
         return self._sd.InputStream(
-            samplerate=rate, channels=1, dtype="float32", device=self.device, callback=self._callback
+            samplerate=rate,
+            channels=1,
+            dtype="float32",
+            device=self.device,
+            blocksize=blocksize,
+            callback=self._callback,
         )
 
-    @property
-    def elapsed(self) -> float:
-        return self._frames / self._rate
-
-    def stop(self) -> np.ndarray:
+    def close(self) -> None:
         if self._stream is not None:
             self._stream.stop()
             self._stream.close()
             self._stream = None
+
+
+class MicRecorder(_Microphone):
+    """Push-to-talk recording: everything between start() and stop()."""
+
+    def __init__(self, device: str | None = None) -> None:
+        super().__init__(device)
+        self._chunks: list[np.ndarray] = []
+        self._frames = 0
+        self._lock = threading.Lock()
+
+    def _take(self, chunk: np.ndarray) -> None:
         with self._lock:
-            samples = np.concatenate(self._chunks) if self._chunks else np.zeros(0, np.float32)
-        return resample(samples, self._rate, SAMPLE_RATE)
+            self._chunks.append(chunk)
+            self._frames += len(chunk)
+
+    def start(self) -> None:
+        with self._lock:
+            self._chunks, self._frames = [], 0
+        self._open()
+
+    @property
+    def elapsed(self) -> float:
+        return self._frames / SAMPLE_RATE
+
+    def stop(self) -> np.ndarray:
+        self.close()
+        with self._lock:
+            return np.concatenate(self._chunks) if self._chunks else np.zeros(0, np.float32)
+
+
+class MicStream(_Microphone):
+    """An always-open microphone for hands-free mode, handing out CHUNK-sample pieces in order."""
+
+    def __init__(self, device: str | None = None, chunk: int = 512) -> None:
+        super().__init__(device)
+        self.blocksize = chunk
+        self._chunk = chunk
+        self._pieces: queue.Queue[np.ndarray] = queue.Queue()
+        self._pending = np.zeros(0, np.float32)
+
+    def _take(self, chunk: np.ndarray) -> None:
+        self._pieces.put(chunk)
+
+    def start(self) -> None:
+        self._open()
+
+    def read(self, timeout: float = 0.1) -> np.ndarray | None:
+        """The next CHUNK samples, or None if none came within timeout."""
+        while len(self._pending) < self._chunk:
+            try:
+                self._pending = np.concatenate([self._pending, self._pieces.get(timeout=timeout)])
+            except queue.Empty:
+                return None
+        piece, self._pending = self._pending[: self._chunk], self._pending[self._chunk :]
+        return piece
 
 
 class SpeakerSink:
-    """Plays each piece of a reply on an output device, blocking until it has been heard."""
+    """Plays replies on an output device through one open stream, so sentences follow without gaps.
+
+    write() returns once its audio has been handed to the device; stop() silences it at once, from
+    any thread: the queued samples are dropped, and the device plays only what it already holds.
+    """
 
     def __init__(self, device: str | None = None) -> None:
         self._sd = sounddevice()
         self.device = find_device(device, "output")
+        self._lock = threading.Lock()
+        self._queued = np.zeros(0, np.float32)
+        self._drained = threading.Event()
+        self._drained.set()
+        self._stopped = threading.Event()
+        self._stream: Any = None
+        self._rate = 0
 
-    def begin_reply(self, turn: int) -> None:
-        pass
+    def _callback(self, outdata: np.ndarray, frames: int, _time: object, status: object) -> None:
+        with self._lock:
+            n = min(frames, len(self._queued))
+            outdata[:n, 0] = self._queued[:n]
+            outdata[n:, 0] = 0.0
+            self._queued = self._queued[n:]
+            if not len(self._queued):
+                self._drained.set()
 
-    def write(self, audio: Audio) -> None:
+    def _ensure_stream(self, rate: int) -> None:
+        if self._stream is not None and self._rate == rate:
+            return
+        self.close()
         try:
-            self._sd.play(audio.samples, audio.sample_rate, device=self.device, blocking=True)
+            self._stream = self._sd.OutputStream(
+                samplerate=rate, channels=1, dtype="float32", device=self.device, callback=self._callback
+            )
+            self._stream.start()
         except self._sd.PortAudioError as exc:
             raise DeviceError(f"cannot play on the speaker: {exc}: check --output-device") from exc
+        self._rate = rate
+
+    def prepare(self, sample_rate: int) -> None:
+        self._ensure_stream(sample_rate)
+
+    def begin_reply(self, turn: int) -> None:
+        self._stopped.clear()
+
+    def write(self, audio: Audio) -> None:
+        if self._stopped.is_set():
+            return
+        self._ensure_stream(audio.sample_rate)
+        with self._lock:
+            self._queued = np.concatenate([self._queued, audio.samples.astype(np.float32, copy=False)])
+            self._drained.clear()
+        while not self._drained.wait(0.02):
+            if self._stopped.is_set():
+                return
 
     def end_reply(self) -> None:
         pass
 
     def stop(self) -> None:
-        self._sd.stop()
+        self._stopped.set()
+        with self._lock:
+            self._queued = np.zeros(0, np.float32)
+            self._drained.set()
 
     def close(self) -> None:
-        self._sd.stop()
+        if self._stream is not None:
+            self._stream.stop()
+            self._stream.close()
+            self._stream = None

@@ -28,6 +28,9 @@ class WavFolderSink:
     def path(self, turn: int) -> Path:
         return self.folder / f"reply-{turn:03d}.wav"
 
+    def prepare(self, sample_rate: int) -> None:
+        pass
+
     def begin_reply(self, turn: int) -> None:
         self._turn = turn
 

@@ -1,0 +1,126 @@
+"""Hands-free turns: Silero VAD decides when the user starts and stops speaking.
+
+The Silero ONNX model ships inside faster-whisper, so nothing is downloaded. Everything here counts
+in audio time (samples), never wall time, so it behaves the same on a slow machine and in tests.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from talkgpt4all.audio import SAMPLE_RATE
+
+log = logging.getLogger("talkgpt4all")
+
+CHUNK = 512  # samples per VAD step: 32 ms at 16 kHz, the window Silero v5+ is trained on
+_CONTEXT = 64  # samples of the previous chunk Silero sees before each new one
+
+
+@dataclass(frozen=True)
+class VadOptions:
+    silence_ms: int = 500  # this much silence after speech ends the turn
+    threshold: float = 0.5  # speech probability that counts as speech
+    min_speech_ms: int = 160  # speech must last this long to start a turn: clicks and bumps don't
+    preroll_ms: int = 320  # audio kept from before the start, so the first syllable is not cut
+    max_turn_s: float = 60.0  # a turn that never pauses is ended here
+
+    def chunks(self, ms: float) -> int:
+        return max(1, round(ms * SAMPLE_RATE / 1000 / CHUNK))
+
+
+class SileroVad:
+    """Streaming speech probability, one CHUNK at a time, keeping Silero's recurrent state."""
+
+    def __init__(self) -> None:
+        from faster_whisper.vad import get_vad_model
+
+        self._session = get_vad_model().session
+        self.reset()
+
+    def reset(self) -> None:
+        self._h = np.zeros((1, 1, 128), np.float32)
+        self._c = np.zeros((1, 1, 128), np.float32)
+        self._context = np.zeros(_CONTEXT, np.float32)
+
+    def __call__(self, chunk: np.ndarray) -> float:
+        window = np.concatenate([self._context, chunk.astype(np.float32, copy=False)])[None]
+        out, self._h, self._c = self._session.run(None, {"input": window, "h": self._h, "c": self._c})
+        self._context = chunk[-_CONTEXT:]
+        return float(np.asarray(out).reshape(-1)[0])
+
+
+class Segmenter:
+    """Cuts a stream of CHUNK-sample pieces into utterances.
+
+    feed() returns the whole utterance (pre-roll included) once it has ended, else None. on_start is
+    called when speech has lasted min_speech_ms: the moment a turn (or a barge-in) begins.
+    """
+
+    def __init__(
+        self,
+        options: VadOptions | None = None,
+        vad: Callable[[np.ndarray], float] | None = None,
+        on_start: Callable[[], None] | None = None,
+    ) -> None:
+        self.options = options or VadOptions()
+        self.vad = vad or SileroVad()
+        self.on_start = on_start
+        self.samples_seen = 0  # audio time, in samples, of everything fed so far
+        self.reset()
+
+    def reset(self) -> None:
+        o = self.options
+        self._preroll: deque[np.ndarray] = deque(maxlen=o.chunks(o.preroll_ms))
+        self._candidate: list[np.ndarray] = []
+        self._speech: list[np.ndarray] | None = None
+        self._silent = 0
+        if isinstance(self.vad, SileroVad):
+            self.vad.reset()
+
+    @property
+    def in_speech(self) -> bool:
+        return self._speech is not None
+
+    def feed(self, chunk: np.ndarray) -> np.ndarray | None:
+        o = self.options
+        self.samples_seen += len(chunk)
+        probability = self.vad(chunk)
+        if self._speech is None:
+            if probability >= o.threshold:
+                self._candidate.append(chunk)
+                if len(self._candidate) >= o.chunks(o.min_speech_ms):
+                    self._speech = [*self._preroll, *self._candidate]
+                    self._candidate, self._silent = [], 0
+                    if self.on_start:
+                        self.on_start()
+            else:
+                # A blip too short to be speech: it becomes pre-roll, like any other sound.
+                self._preroll.extend(self._candidate)
+                self._preroll.append(chunk)
+                self._candidate = []
+            return None
+        self._speech.append(chunk)
+        # Hysteresis: once speaking, only a clearly lower probability counts as a pause.
+        self._silent = self._silent + 1 if probability < o.threshold - 0.15 else 0
+        too_long = len(self._speech) * CHUNK >= o.max_turn_s * SAMPLE_RATE
+        if self._silent >= o.chunks(o.silence_ms) or too_long:
+            # Keep a little of the pause: Whisper likes a word's tail intact.
+            keep = len(self._speech) - max(0, self._silent - o.chunks(150))
+            utterance = np.concatenate(self._speech[:keep])
+            self.reset()
+            return utterance
+        return None
+
+    def feed_all(self, samples: np.ndarray) -> list[tuple[int, np.ndarray]]:
+        """Feed a whole recording; each utterance with the audio time (in samples) at which it ended."""
+        found = []
+        for start in range(0, len(samples) - CHUNK + 1, CHUNK):
+            utterance = self.feed(samples[start : start + CHUNK])
+            if utterance is not None:
+                found.append((self.samples_seen, utterance))
+        return found
