@@ -97,68 +97,131 @@ class Tmux:
             time.sleep(0.2)
         raise AssertionError(f"{text!r} did not appear; the screen was:\n{self.screen()}")
 
+    def wait_for_below(self, marker: str, text: str, timeout: float) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            screen = self.screen()
+            if marker in screen and text in screen.split(marker, 1)[1]:
+                return screen
+            time.sleep(0.2)
+        raise AssertionError(f"{text!r} did not appear below {marker!r}; the screen was:\n{self.screen()}")
+
     def kill(self) -> None:
         subprocess.run(["tmux", "kill-session", "-t", self.name], env=self.env, capture_output=True)
 
 
-def test_push_to_talk_on_virtual_devices(pulse: dict[str, str], tmp_path: Path, ears: Ears):
-    question = speak_to_file("What is the capital of France?", tmp_path / "q.wav")
-    env = {**pulse, "PULSE_SOURCE": "mic.monitor", "PULSE_SINK": "spk", "TERM": "xterm"}
-    app = Tmux(
-        env,
-        [
-            sys.executable,
-            str(ROOT / "chat.py"),
-            "--platform",
-            "linux",
-            "--input-device",
-            "pulse",
-            "--output-device",
-            "pulse",
-            "--temperature",
-            "0",
-            "--seed",
-            "1",
-        ],
-    )
-    heard_file = tmp_path / "speaker.raw"
-    speaker = None
-    try:
-        app.wait_for("Ready", timeout=120)
-        speaker = subprocess.Popen(
-            [
-                "parec",
-                "--device=spk.monitor",
-                "--format=s16le",
-                "--rate=16000",
-                "--channels=1",
-                str(heard_file),
-            ],
+class Speaker:
+    """Records what the program plays on the virtual speaker."""
+
+    def __init__(self, env: dict[str, str], path: Path) -> None:
+        self.path = path
+        self.proc = subprocess.Popen(
+            ["parec", "--device=spk.monitor", "--format=s16le", "--rate=16000", "--channels=1", str(path)],
             env=env,
         )
-        app.press_enter()  # start talking
-        app.wait_for("Recording", timeout=10)
-        subprocess.run(["paplay", "--device=mic", str(question)], env=env, check=True)
-        time.sleep(0.3)
-        app.press_enter()  # done talking
-        screen = app.wait_for("AI: ", timeout=120)
-        app.wait_for(
-            "Press Enter to talk", timeout=120, after=1
-        )  # the prompt is back: the reply has been played
-        time.sleep(0.5)
-        screen = app.screen()
-    finally:
-        if speaker:
-            speaker.terminate()
-            speaker.wait()
-        app.kill()
 
+    def heard(self) -> np.ndarray:
+        self.proc.terminate()
+        self.proc.wait()
+        return np.fromfile(self.path, dtype=np.int16).astype(np.float32) / 32768
+
+
+CHAT_ON_DEVICES = [
+    "--platform",
+    "linux",
+    "--input-device",
+    "pulse",
+    "--output-device",
+    "pulse",
+    "--temperature",
+    "0",
+    "--seed",
+    "1",
+]
+
+
+def start_chat(pulse: dict[str, str], *args: str) -> tuple[Tmux, dict[str, str]]:
+    env = {**pulse, "PULSE_SOURCE": "mic.monitor", "PULSE_SINK": "spk", "TERM": "xterm"}
+    return Tmux(env, [sys.executable, str(ROOT / "chat.py"), *CHAT_ON_DEVICES, *args]), env
+
+
+def assert_heard_matches_printed(screen: str, samples: np.ndarray, ears: Ears) -> None:
     you = [line for line in screen.splitlines() if "You: " in line]
     ai = [line for line in screen.splitlines() if "AI: " in line]
     assert you and ai, screen
     assert wer("What is the capital of France?", you[0].split("You: ", 1)[1]) <= 0.2, screen
     printed = ai[0].split("AI: ", 1)[1].strip()
-    samples = np.fromfile(heard_file, dtype=np.int16).astype(np.float32) / 32768
     assert np.abs(samples).max() > 0.05, "nothing was heard on the speaker"
     heard = ears.hear(samples)
     assert wer(printed, heard) <= 0.35, (printed, heard, screen)
+
+
+def test_push_to_talk_on_virtual_devices(pulse: dict[str, str], tmp_path: Path, ears: Ears):
+    question = speak_to_file("What is the capital of France?", tmp_path / "q.wav")
+    app, env = start_chat(pulse)
+    try:
+        app.wait_for("Ready", timeout=120)
+        speaker = Speaker(env, tmp_path / "speaker.raw")
+        app.press_enter()  # start talking
+        app.wait_for("Recording", timeout=10)
+        subprocess.run(["paplay", "--device=mic", str(question)], env=env, check=True)
+        time.sleep(0.3)
+        app.press_enter()  # done talking
+        app.wait_for("AI: ", timeout=120)
+        app.wait_for("Press Enter to talk", timeout=120, after=1)  # the prompt is back: reply played
+        time.sleep(0.5)
+        screen = app.screen()
+        samples = speaker.heard()
+    finally:
+        app.kill()
+    assert_heard_matches_printed(screen, samples, ears)
+
+
+def test_hands_free_turn_on_virtual_devices(pulse: dict[str, str], tmp_path: Path, ears: Ears):
+    question = speak_to_file("What is the capital of France?", tmp_path / "q.wav")
+    app, env = start_chat(pulse, "--vad")
+    try:
+        app.wait_for("Listening", timeout=120)
+        speaker = Speaker(env, tmp_path / "speaker.raw")
+        # Nobody presses anything: speaking starts the turn and the pause after it ends it.
+        subprocess.run(["paplay", "--device=mic", str(question)], env=env, check=True)
+        app.wait_for("AI: ", timeout=60)
+        # Listening again (below the reply): the reply has been played.
+        app.wait_for_below("AI: ", "Listening", timeout=120)
+        time.sleep(0.5)
+        screen = app.screen()
+        samples = speaker.heard()
+    finally:
+        app.kill()
+    assert_heard_matches_printed(screen, samples, ears)
+
+
+def test_enter_stops_a_long_reply(pulse: dict[str, str], tmp_path: Path):
+    app, env = start_chat(
+        pulse,
+        "--max-tokens",
+        "400",
+        "--system-prompt",
+        "You are a storyteller. Tell very long stories of many sentences.",
+    )
+    try:
+        app.wait_for("Ready", timeout=120)
+        speaker = Speaker(env, tmp_path / "speaker.raw")
+        subprocess.run(
+            ["tmux", "send-keys", "-t", app.name, "Tell me a long story about a dragon.", "Enter"],
+            env=env,
+            check=True,
+        )
+        app.wait_for("AI: ", timeout=60)
+        time.sleep(1.5)  # let it speak for a moment
+        app.press_enter()
+        screen = app.wait_for("[interrupted]", timeout=5)
+        app.wait_for("Press Enter to talk", timeout=10, after=1)
+        time.sleep(1.0)
+        samples = speaker.heard()
+    finally:
+        app.kill()
+    assert "You: Tell me a long story about a dragon." in screen
+    # Sound was playing, and it stopped: the last second recorded is silent.
+    assert np.abs(samples).max() > 0.05
+    assert np.abs(samples[-16000:]).max() < 0.01
