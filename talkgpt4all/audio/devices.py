@@ -217,8 +217,15 @@ class SpeakerSink:
             return
         self.close()
         try:
+            # Low latency: the device then holds only a few tens of milliseconds, which is all that
+            # still plays after stop().
             self._stream = self._sd.OutputStream(
-                samplerate=rate, channels=1, dtype="float32", device=self.device, callback=self._callback
+                samplerate=rate,
+                channels=1,
+                dtype="float32",
+                device=self.device,
+                callback=self._callback,
+                latency="low",
             )
             self._stream.start()
         except self._sd.PortAudioError as exc:
