@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import queue
+import signal
 import sys
 import threading
 import time
@@ -14,7 +15,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from talkgpt4all import __version__
-from talkgpt4all.config import DEFAULT_SYSTEM_PROMPT, PLATFORMS, Config, check_platform, detect_platform
+from talkgpt4all.config import (
+    DEFAULT_SYSTEM_PROMPT,
+    PLATFORMS,
+    Config,
+    Platform,
+    check_platform,
+    detect_platform,
+)
 from talkgpt4all.errors import ExitCode, TalkError, one_line
 
 if TYPE_CHECKING:
@@ -49,7 +57,33 @@ def build_parser() -> argparse.ArgumentParser:
     )
     g.add_argument("--language", help="spoken language code, e.g. en or zh (default: detect)")
     g = p.add_argument_group("language model")
-    g.add_argument("--llm", default="llama-cpp", help="back end (default: llama-cpp)")
+    g.add_argument(
+        "--llm",
+        default="llama-cpp",
+        help="back end: llama-cpp (in process, default), openai (a server), binary (bin/llama-server), "
+        "gpt4all",
+    )
+    g.add_argument(
+        "--llm-url",
+        metavar="URL",
+        help="with --llm openai: the server's API, e.g. http://127.0.0.1:11434/v1 (ollama)",
+    )
+    g.add_argument(
+        "--llm-api-key", metavar="KEY", help="with --llm openai: the server's API key, if it wants one"
+    )
+    g.add_argument(
+        "--binary",
+        metavar="PATH",
+        help="with --llm binary: the llama.cpp server to run (default: bin/llama-server)",
+    )
+    g.add_argument(
+        "--build-binary",
+        action="store_true",
+        help="compile llama.cpp's server from source into bin/ (needs cmake and a C++ compiler), then exit",
+    )
+    g.add_argument(
+        "--list-models", action="store_true", help="list the GGUF models found on this machine, then exit"
+    )
     g.add_argument(
         "--model",
         metavar="NAME|PATH",
@@ -121,6 +155,9 @@ def build_config(args: argparse.Namespace) -> Config:
         language=args.language,
         llm=args.llm,
         model=args.model,
+        llm_url=args.llm_url,
+        llm_api_key=args.llm_api_key,
+        binary=args.binary,
         system_prompt=args.system_prompt,
         temperature=args.temperature,
         max_tokens=args.max_tokens,
@@ -236,7 +273,15 @@ def run(config: Config) -> int:
         transcriber = stt.make_transcriber(config.stt, config.whisper_model, config.threads)
     _status("Loading the language model…")
     settings = llm.LLMSettings(
-        config.model, config.context, config.threads, config.seed, config.platform.metal
+        config.model,
+        config.context,
+        config.threads,
+        config.seed,
+        gpu=config.platform.metal,
+        url=config.llm_url,
+        api_key=config.llm_api_key,
+        binary=config.binary,
+        binary_name=config.platform.binary,
     )
     chat = llm.make_chat_model(config.llm, settings)
 
@@ -423,6 +468,44 @@ def _hands_free(session: Session, mic: MicStream, options: VadOptions, barge_in:
             replying.clear()
 
 
+def _list_models() -> int:
+    from talkgpt4all.models import find_ggufs
+
+    found = find_ggufs()
+    if not found:
+        print('No GGUF models found. Put one in models/, or see README.md, "A real model".')
+    for where, paths in found.items():
+        print(f"{where}:")
+        for path in paths:
+            print(f"  {path}  ({path.stat().st_size / 2**30:.2f} GB)")
+    print("Pass any of these paths to --model.")
+    return ExitCode.OK
+
+
+def _build_binary(preset: Platform) -> int:
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from talkgpt4all.config import BIN_DIR
+    from talkgpt4all.llm.build import build_llama_server
+    from talkgpt4all.models import _cache_dir
+
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.percentage:>3.0f}%"),
+        TimeElapsedColumn(),
+        transient=False,
+    ) as bar:
+        task = bar.add_task("building llama-server", total=100)
+
+        def progress(step: str, percent: int | None) -> None:
+            bar.update(task, description=step, completed=percent or 0)
+
+        path = build_llama_server(BIN_DIR / preset.binary, _cache_dir(), progress, metal=preset.metal)
+    print(f"built {path}; use it with: python chat.py --llm binary")
+    return ExitCode.OK
+
+
 def _setup_logging(verbose: bool, debug: bool) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s" if debug else "note: %(message)s"))
@@ -438,12 +521,18 @@ def main(argv: list[str] | None = None) -> int:
     if args.text and args.input:
         parser.error("--text and --input are two different modes: use one")
     _setup_logging(args.verbose, args.debug)
+    # A polite kill (SIGTERM) unwinds like Ctrl-C does, so child processes such as llama-server are stopped.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     try:
         if args.list_devices:
             from talkgpt4all.audio.devices import list_devices
 
             print(list_devices())
             return ExitCode.OK
+        if args.list_models:
+            return _list_models()
+        if args.build_binary:
+            return _build_binary(check_platform(args.platform))
         return run(build_config(args))
     except TalkError as exc:
         if args.debug:

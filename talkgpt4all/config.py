@@ -78,6 +78,9 @@ class Config:
     # language model
     llm: str = "llama-cpp"
     model: str | None = None
+    llm_url: str | None = None
+    llm_api_key: str | None = None
+    binary: str | None = None
     system_prompt: str = DEFAULT_SYSTEM_PROMPT
     temperature: float = 0.7
     max_tokens: int = 256

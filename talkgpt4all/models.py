@@ -203,3 +203,41 @@ def resolve_gguf(spec: str | None) -> Path:
         return Path(hf_hub_download(repo_id, filename))  # shows a progress bar
     except Exception as exc:
         return _use_starter(f"cannot download {spec} ({type(exc).__name__}; offline?)")
+
+
+def gpt4all_models_dir() -> Path:
+    """Where GPT4All Desktop keeps its downloaded models on this OS."""
+    import sys
+
+    from platformdirs import user_data_dir
+
+    if sys.platform == "darwin":
+        return Path.home() / "Library" / "Application Support" / "nomic.ai" / "GPT4All"
+    return Path(user_data_dir("GPT4All", "nomic.ai", roaming=False))
+
+
+def find_ggufs() -> dict[str, list[Path]]:
+    """The GGUF files already on this machine: models/, the Hugging Face cache, GPT4All Desktop's folder."""
+    found: dict[str, list[Path]] = {}
+    if MODELS_DIR.is_dir():
+        found["models/"] = sorted(MODELS_DIR.glob("*.gguf"))
+    try:
+        from huggingface_hub import scan_cache_dir
+
+        cache = scan_cache_dir()
+        found["Hugging Face cache"] = sorted(
+            f.file_path
+            for repo in cache.repos
+            for rev in repo.revisions
+            for f in rev.files
+            if f.file_name.endswith(".gguf")
+        )
+    except Exception:  # no cache yet, or an unreadable one
+        pass
+    desktop = gpt4all_models_dir()
+    if desktop.is_dir():
+        found[f"GPT4All Desktop ({desktop})"] = sorted(desktop.glob("*.gguf"))
+    starter = starter_gguf()
+    if starter:
+        found["starter (pip package)"] = [starter]
+    return {where: paths for where, paths in found.items() if paths}

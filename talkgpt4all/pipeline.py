@@ -261,6 +261,9 @@ class Session:
                 sink.prepare(audio.sample_rate)
 
     def close(self) -> None:
+        close_chat = getattr(self.chat, "close", None)
+        if close_chat:
+            close_chat()
         for sink in self.sinks:
             sink.close()
         if self.transcript:

@@ -38,6 +38,10 @@ class LLMSettings:
     threads: int | None = None
     seed: int = -1
     gpu: bool = False  # offload layers (Metal on Apple silicon)
+    url: str | None = None  # --llm openai: the server's API base, e.g. http://127.0.0.1:11434/v1
+    api_key: str | None = None
+    binary: str | None = None  # --llm binary: an explicit server executable
+    binary_name: str = "llama-server"  # else this name in bin/, from --platform
 
 
 def _llama_cpp(settings: LLMSettings) -> ChatModel:
@@ -46,8 +50,35 @@ def _llama_cpp(settings: LLMSettings) -> ChatModel:
     return LlamaCppChatModel(settings)
 
 
+def _openai(settings: LLMSettings) -> ChatModel:
+    from talkgpt4all.errors import TalkError
+    from talkgpt4all.llm.remote import OpenAIChatModel
+
+    if not settings.url:
+        raise TalkError(
+            "--llm openai needs --llm-url, e.g. http://127.0.0.1:11434/v1 (ollama), "
+            "http://127.0.0.1:4891/v1 (GPT4All Desktop) or http://127.0.0.1:8080/v1 (llama-server)"
+        )
+    return OpenAIChatModel(settings.url, settings.model, settings.api_key, settings.context)
+
+
+def _binary(settings: LLMSettings) -> ChatModel:
+    from talkgpt4all.llm.binary import BinaryChatModel
+
+    return BinaryChatModel(settings)
+
+
+def _gpt4all(settings: LLMSettings) -> ChatModel:
+    from talkgpt4all.llm.gpt4all_bindings import GPT4AllChatModel
+
+    return GPT4AllChatModel(settings)
+
+
 ENGINES: dict[str, Callable[[LLMSettings], ChatModel]] = {
-    "llama-cpp": _llama_cpp,
+    "llama-cpp": _llama_cpp,  # in process, through llama-cpp-python
+    "openai": _openai,  # any OpenAI-compatible server
+    "binary": _binary,  # bin/llama-server, started for the session
+    "gpt4all": _gpt4all,  # the optional gpt4all package
 }
 
 

@@ -1,0 +1,198 @@
+"""A llama.cpp server executable from bin/, started once for the session and spoken to over loopback.
+
+The server is started with the model on a free port, health-checked while it loads, restarted if it
+dies, and stopped on exit, on Ctrl-C and on a crash: on Linux the kernel kills it when this process
+dies, however that happens.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from talkgpt4all.config import BIN_DIR
+from talkgpt4all.conversation import Message
+from talkgpt4all.errors import MissingDependencyError, ModelError
+from talkgpt4all.llm import GenerationOptions, LLMSettings
+from talkgpt4all.llm.remote import LLMServerError, OpenAIChatModel
+from talkgpt4all.models import resolve_gguf
+
+log = logging.getLogger("talkgpt4all")
+
+START_TIMEOUT = 300  # seconds for the server to load its model
+
+
+def find_binary(explicit: str | None, name: str) -> Path:
+    if explicit:
+        path = Path(explicit).expanduser()
+        if not path.is_file():
+            raise MissingDependencyError(f"--binary {explicit}: no such file")
+        return path
+    path = BIN_DIR / name
+    if not path.is_file():
+        raise MissingDependencyError(
+            f"no llama.cpp server at {path}: build it with `python chat.py --build-binary` "
+            "(about 5 minutes), or pass --binary PATH"
+        )
+    return path
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: ask Linux to SIGTERM it when its parent dies (even by SIGKILL)."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+class LlamaServer:
+    """One llama-server child process."""
+
+    def __init__(self, binary: Path, model: Path, context: int, threads: int | None, gpu: bool) -> None:
+        self.binary, self.model = binary, model
+        self.args = ["-c", str(context), "--n-gpu-layers", "999" if gpu else "0"]
+        if threads:
+            self.args += ["-t", str(threads)]
+        self.process: subprocess.Popen[bytes] | None = None
+        self.port = 0
+        self.log_path = Path()
+        atexit.register(self.stop)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        import requests
+
+        self.port = _free_port()
+        from talkgpt4all.models import _cache_dir
+
+        self.log_path = _cache_dir() / "llama-server.log"
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        argv = [
+            str(self.binary),
+            "-m",
+            str(self.model),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            *self.args,
+        ]
+        log.info("starting %s on port %d", self.binary.name, self.port)
+        with self.log_path.open("wb") as out:
+            self.process = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+                # Not in our process group: Ctrl-C is ours to handle, and we stop it ourselves.
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                code, name = self.process.returncode, self.binary.name
+                raise ModelError(
+                    f"{name} exited with {code} while loading {self.model.name}: "
+                    f"{self._last_log_line()} (full log: {self.log_path})"
+                )
+            try:
+                if requests.get(f"{self.url}/health", timeout=1).status_code == 200:
+                    return
+            except requests.RequestException:
+                pass
+            time.sleep(0.1)
+        self.stop()
+        raise ModelError(f"{self.binary.name} did not get ready in {START_TIMEOUT} s: see {self.log_path}")
+
+    def _last_log_line(self) -> str:
+        try:
+            lines = [line for line in self.log_path.read_text(errors="replace").splitlines() if line.strip()]
+        except OSError:
+            return "no log"
+        return lines[-1] if lines else "no output"
+
+    @property
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(5)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+class BinaryChatModel:
+    """--llm binary: llama-server from bin/, used through its OpenAI-compatible streaming API."""
+
+    def __init__(self, settings: LLMSettings) -> None:
+        binary = find_binary(settings.binary, settings.binary_name)
+        model = resolve_gguf(settings.model)
+        self.server = LlamaServer(binary, model, settings.context, settings.threads, settings.gpu)
+        self.server.start()
+        self.context_size = settings.context
+        self.client = OpenAIChatModel(f"{self.server.url}/v1", model=model.name, context=settings.context)
+        log.info("language model: %s through %s", model.name, binary.name)
+
+    def _ensure_running(self) -> None:
+        if not self.server.alive:
+            code = self.server.process.returncode if self.server.process else None
+            log.warning("%s stopped (exit %s); restarting it", self.server.binary.name, code)
+            self.server.start()
+            self.client.url = f"{self.server.url}/v1"
+
+    def count_tokens(self, messages: list[Message]) -> int:
+        """Exact: the server applies the model's own chat template and tokenizes the result."""
+        self._ensure_running()
+        try:
+            root = self.server.url  # llama-server's own endpoints, beside /v1
+            prompt = self.client._request(
+                "POST", "/apply-template", base=root, json={"messages": messages}
+            ).json()
+            tokens = self.client._request(
+                "POST", "/tokenize", base=root, json={"content": prompt["prompt"]}
+            ).json()
+            return len(tokens["tokens"])
+        except (LLMServerError, KeyError, ValueError):
+            return OpenAIChatModel.count_tokens(self.client, messages)
+
+    def stream(self, messages: list[Message], options: GenerationOptions) -> Iterator[str]:
+        self._ensure_running()
+        started = False
+        try:
+            for text in self.client.stream(messages, options):
+                started = True
+                yield text
+        except LLMServerError:
+            if started or self.server.alive:
+                raise
+            # It died before answering: start it again and ask once more.
+            self._ensure_running()
+            yield from self.client.stream(messages, options)
+
+    def close(self) -> None:
+        self.server.stop()

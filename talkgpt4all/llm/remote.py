@@ -1,0 +1,143 @@
+"""Any OpenAI-compatible chat server, streamed: ollama, llama-server, GPT4All Desktop, LM Studio, vLLM.
+
+This is how a model that outgrows the laptop is used: the same program, pointed at a bigger machine.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from talkgpt4all.conversation import Message
+from talkgpt4all.errors import TalkError
+from talkgpt4all.llm import GenerationOptions
+
+log = logging.getLogger("talkgpt4all")
+
+CONNECT_TIMEOUT = 5.0  # seconds to open a connection
+READ_TIMEOUT = 120.0  # seconds between two pieces of a streamed reply (a big model's first token can be slow)
+CONNECT_TRIES = 3  # a server that is just starting may refuse a connection or two
+
+
+class LLMServerError(TalkError):
+    """The LLM server could not be reached, refused the request, or stopped mid-reply."""
+
+
+def estimate_tokens(messages: list[Message]) -> int:
+    """A cautious token count for servers that don't tokenize for us: about 3 characters a token in
+    Latin scripts, one a CJK character, and a few for each message's template."""
+    total = 3
+    for m in messages:
+        text = m["content"]
+        cjk = sum(1 for ch in text if "\u3000" <= ch <= "\u9fff")
+        total += 4 + cjk + (len(text) - cjk + 2) // 3
+    return total
+
+
+class OpenAIChatModel:
+    """Streams /v1/chat/completions over HTTP (server-sent events)."""
+
+    def __init__(self, url: str, model: str | None = None, api_key: str | None = None, context: int = 4096):
+        import requests
+
+        self.url = url.rstrip("/")
+        self.context_size = context
+        self._http = requests.Session()
+        if api_key:
+            self._http.headers["Authorization"] = f"Bearer {api_key}"
+        self.model = model or self._first_model()
+        log.info("language model: %s at %s", self.model, self.url)
+
+    # -------------------------------------------------------------- HTTP
+
+    def _request(self, method: str, path: str, base: str | None = None, **kwargs: Any) -> Any:
+        """An HTTP request to base (default: the API URL) + path, retried briefly while the connection
+        is refused; LLMServerError on failure."""
+        import requests
+
+        url = f"{base or self.url}{path}"
+        for attempt in range(CONNECT_TRIES):
+            try:
+                response = self._http.request(method, url, timeout=(CONNECT_TIMEOUT, READ_TIMEOUT), **kwargs)
+                break
+            except requests.ConnectionError as exc:
+                if attempt + 1 == CONNECT_TRIES:
+                    raise LLMServerError(
+                        f"cannot reach the LLM server at {self.url}: start it, or check --llm-url"
+                    ) from exc
+                time.sleep(0.5 * (attempt + 1))
+            except requests.Timeout as exc:
+                raise LLMServerError(
+                    f"the LLM server at {self.url} did not answer in time: is it overloaded?"
+                ) from exc
+        if response.status_code >= 400:
+            raise LLMServerError(self._describe_error(response))
+        return response
+
+    def _describe_error(self, response: Any) -> str:
+        try:
+            detail = response.json().get("error", "")
+            detail = detail.get("message", "") if isinstance(detail, dict) else str(detail)
+        except ValueError:
+            detail = response.text[:200]
+        hint = "check --llm-api-key" if response.status_code in (401, 403) else "check --model and --llm-url"
+        return f"the LLM server at {self.url} answered {response.status_code} {detail}".strip() + f": {hint}"
+
+    def _first_model(self) -> str:
+        """The server's first model, for servers that serve one (llama-server) or when --model is left out."""
+        data = self._request("GET", "/models").json().get("data") or []
+        if not data:
+            raise LLMServerError(f"the LLM server at {self.url} lists no models: pass --model NAME")
+        return str(data[0]["id"])
+
+    # -------------------------------------------------------------- ChatModel
+
+    def count_tokens(self, messages: list[Message]) -> int:
+        return estimate_tokens(messages)
+
+    def stream(self, messages: list[Message], options: GenerationOptions) -> Iterator[str]:
+        import requests
+
+        body: dict[str, Any] = {
+            "model": self.model,
+            "messages": messages,
+            "stream": True,
+            "max_tokens": options.max_tokens,
+            "temperature": options.temperature,
+        }
+        if options.seed >= 0:
+            body["seed"] = options.seed
+        response = self._request("POST", "/chat/completions", json=body, stream=True)
+        finished = False  # a finish_reason was sent: the reply is whole even without "[DONE]"
+        try:
+            for line in response.iter_lines(decode_unicode=True):
+                if not line or not line.startswith("data:"):
+                    continue
+                payload = line[len("data:") :].strip()
+                if payload == "[DONE]":
+                    return
+                choices = json.loads(payload).get("choices") or []
+                text = (choices[0].get("delta") or {}).get("content") if choices else None
+                finished = finished or bool(choices and choices[0].get("finish_reason"))
+                if text:
+                    yield text
+            if finished:
+                return
+            raise LLMServerError(f"the LLM server at {self.url} ended the reply without finishing it")
+        except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
+            raise LLMServerError(
+                f"the LLM server at {self.url} stopped answering mid-reply: is it still running?"
+            ) from exc
+        except requests.Timeout as exc:
+            raise LLMServerError(
+                f"the LLM server at {self.url} stopped sending (timed out) mid-reply"
+            ) from exc
+        except json.JSONDecodeError as exc:
+            raise LLMServerError(
+                f"the LLM server at {self.url} sent something that is not a chat stream"
+            ) from exc
+        finally:
+            response.close()
