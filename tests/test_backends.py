@@ -111,9 +111,7 @@ def test_binary_restarts_when_the_server_dies_between_turns(tmp_path: Path):
             time.sleep(0.1)
         [server] = _children(proc.pid)
         os.kill(server, signal.SIGKILL)  # the server dies between turns
-        proc.stdin.write("Say that again.\n")
-        proc.stdin.close()
-        out, err = proc.communicate(timeout=180)
+        out, err = proc.communicate("Say that again.\n", timeout=180)
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -290,3 +288,34 @@ def test_list_models_shows_models_dir_and_starter():
     run = run_chat("--list-models")
     assert run.returncode == 0
     assert "SmolLM2-135M-Instruct.Q4_1.gguf" in run.stdout and "--model" in run.stdout
+
+
+@pytest.mark.parametrize(
+    "sig", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL], ids=["ctrl-c", "term", "crash"]
+)
+def test_binary_server_never_outlives_the_program(tmp_path: Path, sig: signal.Signals):
+    need_server()
+    before = set(server_processes())
+    log = tmp_path / "t.jsonl"
+    proc = subprocess.Popen(
+        [sys.executable, str(CHAT), "--llm", "binary", "--text", "--no-play", "--transcript", str(log)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        cwd=ROOT,
+    )
+    assert proc.stdin
+    proc.stdin.write(f"{QUESTION}\n")
+    proc.stdin.flush()
+    deadline = time.monotonic() + 120
+    while not log.exists() or not log.read_text().strip():
+        assert time.monotonic() < deadline, "turn 1 never finished"
+        time.sleep(0.1)
+    assert set(server_processes()) - before, "no server was running"
+    proc.send_signal(sig)
+    proc.wait(30)
+    deadline = time.monotonic() + 10
+    while set(server_processes()) - before and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert set(server_processes()) == before, f"llama-server outlived the program ({sig.name})"
