@@ -11,6 +11,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -111,19 +112,40 @@ class Tmux:
 
 
 class Speaker:
-    """Records what the program plays on the virtual speaker."""
+    """Records what the program plays on the virtual speaker. parec writes to a pipe read here as it
+    comes, so nothing sits in a file buffer when recording stops."""
 
     def __init__(self, env: dict[str, str], path: Path) -> None:
         self.path = path
         self.proc = subprocess.Popen(
-            ["parec", "--device=spk.monitor", "--format=s16le", "--rate=16000", "--channels=1", str(path)],
+            [
+                "parec",
+                "--device=spk.monitor",
+                "--format=s16le",
+                "--rate=16000",
+                "--channels=1",
+                "--latency-msec=20",
+            ],
             env=env,
+            stdout=subprocess.PIPE,
         )
+        self._data = bytearray()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout
+        while chunk := self.proc.stdout.read1(65536):
+            self._data += chunk
 
     def heard(self) -> np.ndarray:
+        time.sleep(0.2)  # what was just played reaches the monitor
         self.proc.terminate()
         self.proc.wait()
-        return np.fromfile(self.path, dtype=np.int16).astype(np.float32) / 32768
+        self._reader.join(5)
+        data = bytes(self._data[: len(self._data) // 2 * 2])
+        self.path.write_bytes(data)
+        return np.frombuffer(data, dtype=np.int16).astype(np.float32) / 32768
 
 
 CHAT_ON_DEVICES = [
@@ -225,3 +247,42 @@ def test_enter_stops_a_long_reply(pulse: dict[str, str], tmp_path: Path):
     # Sound was playing, and it stopped: the last second recorded is silent.
     assert np.abs(samples).max() > 0.05
     assert np.abs(samples[-16000:]).max() < 0.01
+
+
+STORY = ("--system-prompt", "You are a storyteller. Tell very long stories of many sentences.")
+
+
+def test_barge_in_speaking_during_a_reply_interrupts_it(pulse: dict[str, str], tmp_path: Path):
+    story = speak_to_file("Tell me a long story about a dragon.", tmp_path / "story.wav")
+    question = speak_to_file("What is the capital of France?", tmp_path / "q.wav")
+    app, env = start_chat(pulse, "--vad", "--barge-in", "--max-tokens", "400", *STORY)
+    try:
+        app.wait_for("Listening", timeout=120)
+        subprocess.run(["paplay", "--device=mic", str(story)], env=env, check=True)
+        app.wait_for("AI: ", timeout=60)
+        time.sleep(1.5)  # the story is being told
+        subprocess.run(["paplay", "--device=mic", str(question)], env=env, check=True)
+        screen = app.wait_for("[interrupted]", timeout=10)
+        screen = app.wait_for("You: ", timeout=60, after=1)  # the interruption became the next turn
+    finally:
+        app.kill()
+    turns = [line.split("You: ", 1)[1] for line in screen.splitlines() if "You: " in line]
+    assert wer("What is the capital of France?", turns[1]) <= 0.2, screen
+
+
+def test_without_barge_in_speech_during_a_reply_is_ignored(pulse: dict[str, str], tmp_path: Path):
+    story = speak_to_file("Tell me a story about a dragon.", tmp_path / "story.wav")
+    question = speak_to_file("What is the capital of France?", tmp_path / "q.wav")
+    app, env = start_chat(pulse, "--vad", "--max-tokens", "40", *STORY)
+    try:
+        app.wait_for("Listening", timeout=120)
+        subprocess.run(["paplay", "--device=mic", str(story)], env=env, check=True)
+        app.wait_for("AI: ", timeout=60)
+        subprocess.run(["paplay", "--device=mic", str(question)], env=env, check=True)  # while it speaks
+        screen = app.wait_for_below("AI: ", "Listening", timeout=120)
+        time.sleep(2)
+        screen = app.screen()
+    finally:
+        app.kill()
+    assert "[interrupted]" not in screen
+    assert screen.count("You: ") == 1, screen  # what was said over the reply did not become a turn
