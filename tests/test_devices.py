@@ -138,6 +138,16 @@ class Speaker:
         while chunk := self.proc.stdout.read1(65536):
             self._data += chunk
 
+    def wait_for_sound(self, timeout: float) -> None:
+        """Until something louder than silence has been played."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            data = bytes(self._data[: len(self._data) // 2 * 2])
+            if data and np.abs(np.frombuffer(data, dtype=np.int16)).max() > 1600:  # about 0.05 full scale
+                return
+            time.sleep(0.05)
+        raise AssertionError("nothing was played on the speaker")
+
     def heard(self) -> np.ndarray:
         time.sleep(0.2)  # what was just played reaches the monitor
         self.proc.terminate()
@@ -235,7 +245,7 @@ def test_enter_stops_a_long_reply(pulse: dict[str, str], tmp_path: Path):
             check=True,
         )
         app.wait_for("AI: ", timeout=60)
-        time.sleep(1.5)  # let it speak for a moment
+        speaker.wait_for_sound(timeout=30)  # it is speaking
         app.press_enter()
         screen = app.wait_for("[interrupted]", timeout=5)
         app.wait_for("Press Enter to talk", timeout=10, after=1)
@@ -245,7 +255,7 @@ def test_enter_stops_a_long_reply(pulse: dict[str, str], tmp_path: Path):
         app.kill()
     assert "You: Tell me a long story about a dragon." in screen
     # Sound was playing, and it stopped: the last second recorded is silent.
-    assert np.abs(samples).max() > 0.05
+    assert np.abs(samples).max() > 0.05, (len(samples) / 16000, screen)
     assert np.abs(samples[-16000:]).max() < 0.01
 
 

@@ -6,6 +6,7 @@ import logging
 import queue
 import sys
 import threading
+import time
 from types import ModuleType
 from typing import Any
 
@@ -17,8 +18,34 @@ from talkgpt4all.errors import DeviceError, MissingDependencyError
 log = logging.getLogger("talkgpt4all")
 
 
+def _silence_alsa() -> None:
+    """Keep ALSA's own messages ("underrun occurred", probe failures) out of the conversation on the
+    terminal; PortAudio reports real failures to us as errors anyway."""
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("asound")
+    if not name:
+        return
+    try:
+        asound = ctypes.CDLL(name)
+        handler_type = ctypes.CFUNCTYPE(
+            None, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p
+        )
+        global _ALSA_HANDLER  # must outlive the call: ALSA keeps the pointer
+        _ALSA_HANDLER = handler_type(lambda *_: None)
+        asound.snd_lib_error_set_handler(_ALSA_HANDLER)
+    except (OSError, AttributeError):
+        pass
+
+
+_ALSA_HANDLER: object = None
+
+
 def sounddevice() -> ModuleType:
     """The sounddevice module, or an error naming how to install PortAudio."""
+    if sys.platform.startswith("linux") and _ALSA_HANDLER is None:
+        _silence_alsa()
     try:
         import sounddevice as sd
     except OSError as exc:  # sounddevice raises OSError when the PortAudio library is missing
@@ -185,6 +212,9 @@ class MicStream(_Microphone):
         return piece
 
 
+OUTPUT_LATENCY = 0.08  # seconds; PortAudio's "low" (9 ms on PulseAudio) underruns under load
+
+
 class SpeakerSink:
     """Plays replies on an output device through one open stream, so sentences follow without gaps.
 
@@ -217,15 +247,15 @@ class SpeakerSink:
             return
         self.close()
         try:
-            # Low latency: the device then holds only a few tens of milliseconds, which is all that
-            # still plays after stop().
+            # The device holds OUTPUT_LATENCY of audio: enough that playback does not starve while the
+            # LLM keeps every core busy, little enough that stop() is heard at once.
             self._stream = self._sd.OutputStream(
                 samplerate=rate,
                 channels=1,
                 dtype="float32",
                 device=self.device,
                 callback=self._callback,
-                latency="low",
+                latency=OUTPUT_LATENCY,
             )
             self._stream.start()
         except self._sd.PortAudioError as exc:
@@ -233,7 +263,10 @@ class SpeakerSink:
         self._rate = rate
 
     def prepare(self, sample_rate: int) -> None:
+        # Open and close the device once: the connection to the sound server is then warm, and a
+        # device that cannot play is reported before the first turn.
         self._ensure_stream(sample_rate)
+        self.close()
 
     def begin_reply(self, turn: int) -> None:
         self._stopped.clear()
@@ -250,7 +283,11 @@ class SpeakerSink:
                 return
 
     def end_reply(self) -> None:
-        pass
+        # The stream lives for one reply: an idle open stream underruns whenever the machine is busy.
+        if not self._stopped.is_set():
+            self._drained.wait(1.0)
+            time.sleep(0.1)  # what the device still holds
+        self.close()
 
     def stop(self) -> None:
         self._stopped.set()
