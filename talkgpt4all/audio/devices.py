@@ -6,7 +6,6 @@ import logging
 import queue
 import sys
 import threading
-import time
 from types import ModuleType
 from typing import Any
 
@@ -263,10 +262,9 @@ class SpeakerSink:
         self._rate = rate
 
     def prepare(self, sample_rate: int) -> None:
-        # Open and close the device once: the connection to the sound server is then warm, and a
+        # Open the stream now, and keep it: the first reply then starts without that delay, and a
         # device that cannot play is reported before the first turn.
         self._ensure_stream(sample_rate)
-        self.close()
 
     def begin_reply(self, turn: int) -> None:
         self._stopped.clear()
@@ -283,11 +281,9 @@ class SpeakerSink:
                 return
 
     def end_reply(self) -> None:
-        # The stream lives for one reply: an idle open stream underruns whenever the machine is busy.
-        if not self._stopped.is_set():
-            self._drained.wait(1.0)
-            time.sleep(0.1)  # what the device still holds
-        self.close()
+        # The stream stays open between replies (it plays silence): closing it could cut off what the
+        # sound server still holds, and reopening costs time at the next reply.
+        pass
 
     def stop(self) -> None:
         self._stopped.set()
