@@ -19,6 +19,7 @@ import numpy as np
 
 from talkgpt4all.audio import SAMPLE_RATE, AudioSink, is_silent
 from talkgpt4all.conversation import Conversation
+from talkgpt4all.errors import TalkError
 from talkgpt4all.llm import ChatModel, GenerationOptions
 from talkgpt4all.stt import Transcriber, Transcript
 from talkgpt4all.text import has_words, sentences
@@ -156,7 +157,11 @@ class Session:
         self.display.user(text)
         self.conversation.add_user(text)
         budget = self.chat.context_size - self.options.max_tokens
-        messages = self.conversation.fit(self.chat.count_tokens, budget)
+        try:
+            messages = self.conversation.fit(self.chat.count_tokens, budget)
+        except TalkError:
+            self.conversation.turns.pop()  # the turn that cannot be sent is not part of the history
+            raise
         result.prompt_tokens = self.chat.count_tokens(messages)
 
         def since_speech() -> float:

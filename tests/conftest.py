@@ -153,3 +153,13 @@ def reply_line(stdout: str) -> str:
     lines = [line for line in stdout.splitlines() if line.startswith("AI: ")]
     assert lines, f"no reply printed; stdout was:\n{stdout}"
     return lines[-1][len("AI: ") :].strip()
+
+
+def wait_for_turns(transcript: Path, count: int = 1, timeout: float = 120) -> None:
+    """Until the --transcript file holds `count` finished turns."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not transcript.exists() or len(transcript.read_text().splitlines()) < count:
+        assert time.monotonic() < deadline, f"turn {count} never finished"
+        time.sleep(0.1)

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import CHAT, ROOT, reply_line, run_chat
+from conftest import CHAT, ROOT, reply_line, run_chat, wait_for_turns
 from talkgpt4all.models import starter_gguf
 
 SERVER = ROOT / "bin" / "llama-server"
@@ -105,10 +105,7 @@ def test_binary_restarts_when_the_server_dies_between_turns(tmp_path: Path):
     try:
         proc.stdin.write(f"{QUESTION}\n")
         proc.stdin.flush()
-        deadline = time.monotonic() + 120
-        while not log.exists() or not log.read_text().strip():
-            assert time.monotonic() < deadline, "turn 1 never finished"
-            time.sleep(0.1)
+        wait_for_turns(log)
         [server] = _children(proc.pid)
         os.kill(server, signal.SIGKILL)  # the server dies between turns
         out, err = proc.communicate("Say that again.\n", timeout=180)
@@ -308,10 +305,7 @@ def test_binary_server_never_outlives_the_program(tmp_path: Path, sig: signal.Si
     assert proc.stdin
     proc.stdin.write(f"{QUESTION}\n")
     proc.stdin.flush()
-    deadline = time.monotonic() + 120
-    while not log.exists() or not log.read_text().strip():
-        assert time.monotonic() < deadline, "turn 1 never finished"
-        time.sleep(0.1)
+    wait_for_turns(log)
     assert set(server_processes()) - before, "no server was running"
     proc.send_signal(sig)
     proc.wait(30)

@@ -197,3 +197,14 @@ def test_a_speech_error_mid_reply_keeps_the_history_consistent():
     s.synthesizer = None
     s.reply("again", time.perf_counter())
     assert [m["role"] for m in chat.calls[1]] == ["system", "user", "assistant", "user"]
+
+
+def test_a_message_too_long_for_the_context_is_an_error_and_leaves_no_trace():
+    from talkgpt4all.errors import TalkError
+
+    chat = FakeChat().enqueue("Fine.")
+    s = session(chat)
+    with pytest.raises(TalkError, match="too long"):
+        s.reply("word " * 2000, time.perf_counter())
+    s.reply("short", time.perf_counter())
+    assert [m["role"] for m in chat.calls[0]] == ["system", "user"]
