@@ -487,7 +487,7 @@ def _build_binary(preset: Platform) -> int:
 
     from talkgpt4all.config import BIN_DIR
     from talkgpt4all.llm.build import build_llama_server
-    from talkgpt4all.models import _cache_dir
+    from talkgpt4all.models import cache_dir
 
     with Progress(
         TextColumn("{task.description}"),
@@ -501,7 +501,7 @@ def _build_binary(preset: Platform) -> int:
         def progress(step: str, percent: int | None) -> None:
             bar.update(task, description=step, completed=percent or 0)
 
-        path = build_llama_server(BIN_DIR / preset.binary, _cache_dir(), progress, metal=preset.metal)
+        path = build_llama_server(BIN_DIR / preset.binary, cache_dir(), progress, metal=preset.metal)
     print(f"built {path}; use it with: python chat.py --llm binary")
     return ExitCode.OK
 

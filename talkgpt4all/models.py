@@ -32,7 +32,7 @@ def _package_dir(package: str) -> Path | None:
     return Path(next(iter(spec.submodule_search_locations)))
 
 
-def _cache_dir() -> Path:
+def cache_dir() -> Path:
     from platformdirs import user_cache_dir
 
     return Path(os.environ.get("TALKGPT4ALL_CACHE") or user_cache_dir("talkgpt4all"))
@@ -64,7 +64,7 @@ def _assemble_base() -> Path | None:
     pieces = [part1 / "data" / "model.bin.part1", part2 / "data" / "model.bin.part2"]
     if not all(p.is_file() for p in pieces):
         return None
-    target = _cache_dir() / "whisper-base"
+    target = cache_dir() / "whisper-base"
     size = sum(p.stat().st_size for p in pieces)
     model_bin = target / "model.bin"
     if model_bin.is_file() and model_bin.stat().st_size == size:

@@ -22,7 +22,7 @@ from talkgpt4all.conversation import Message
 from talkgpt4all.errors import MissingDependencyError, ModelError
 from talkgpt4all.llm import GenerationOptions, LLMSettings
 from talkgpt4all.llm.remote import LLMServerError, OpenAIChatModel
-from talkgpt4all.models import resolve_gguf
+from talkgpt4all.models import cache_dir, resolve_gguf
 
 log = logging.getLogger("talkgpt4all")
 
@@ -82,9 +82,7 @@ class LlamaServer:
         import requests
 
         self.port = _free_port()
-        from talkgpt4all.models import _cache_dir
-
-        self.log_path = _cache_dir() / "llama-server.log"
+        self.log_path = cache_dir() / "llama-server.log"
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         argv = [
             str(self.binary),
@@ -170,10 +168,10 @@ class BinaryChatModel:
         self._ensure_running()
         try:
             root = self.server.url  # llama-server's own endpoints, beside /v1
-            prompt = self.client._request(
+            prompt = self.client.request(
                 "POST", "/apply-template", base=root, json={"messages": messages}
             ).json()
-            tokens = self.client._request(
+            tokens = self.client.request(
                 "POST", "/tokenize", base=root, json={"content": prompt["prompt"]}
             ).json()
             return len(tokens["tokens"])

@@ -53,7 +53,7 @@ class OpenAIChatModel:
 
     # -------------------------------------------------------------- HTTP
 
-    def _request(self, method: str, path: str, base: str | None = None, **kwargs: Any) -> Any:
+    def request(self, method: str, path: str, base: str | None = None, **kwargs: Any) -> Any:
         """An HTTP request to base (default: the API URL) + path, retried briefly while the connection
         is refused; LLMServerError on failure."""
         import requests
@@ -88,7 +88,7 @@ class OpenAIChatModel:
 
     def _first_model(self) -> str:
         """The server's first model, for servers that serve one (llama-server) or when --model is left out."""
-        data = self._request("GET", "/models").json().get("data") or []
+        data = self.request("GET", "/models").json().get("data") or []
         if not data:
             raise LLMServerError(f"the LLM server at {self.url} lists no models: pass --model NAME")
         return str(data[0]["id"])
@@ -110,7 +110,7 @@ class OpenAIChatModel:
         }
         if options.seed >= 0:
             body["seed"] = options.seed
-        response = self._request("POST", "/chat/completions", json=body, stream=True)
+        response = self.request("POST", "/chat/completions", json=body, stream=True)
         finished = False  # a finish_reason was sent: the reply is whole even without "[DONE]"
         try:
             for line in response.iter_lines(decode_unicode=True):
