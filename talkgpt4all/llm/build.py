@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import platform
 import re
 import shutil
 import subprocess
@@ -24,6 +25,10 @@ from talkgpt4all.errors import MissingDependencyError, TalkError
 log = logging.getLogger("talkgpt4all")
 
 _PERCENT = re.compile(r"^\[\s*(\d+)%\]")
+# ggml's AMX kernels die with SIGILL (at `tilezero`) on x86 CPUs that report AMX under some hypervisors,
+# this project's CI machines among them. The build is native for this CPU otherwise (AVX-512 included).
+NO_AMX = "-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
+BUILD_TAG = "noamx"  # part of the cache folder's name: a build with other flags is not reused
 
 
 class BuildError(TalkError):
@@ -67,7 +72,7 @@ def build_llama_server(
     if not (shutil.which("c++") or shutil.which("g++") or shutil.which("clang++") or shutil.which("cl")):
         raise MissingDependencyError(f"building llama.cpp needs a C++ compiler: {_install_hint()}")
     version = metadata.version("llama-cpp-python")
-    cached = cache / f"llama-server-{version}" / target.name
+    cached = cache / f"llama-server-{version}-{BUILD_TAG}" / target.name
     if not cached.is_file():
         with tempfile.TemporaryDirectory(prefix="talkgpt4all-build-") as tmp:
             work = Path(tmp)
@@ -102,6 +107,8 @@ def build_llama_server(
             ]
             if metal:
                 flags.append("-DGGML_METAL=ON")
+            if platform.machine().lower() in ("x86_64", "amd64") and sys.platform != "win32":
+                flags += [f"-DCMAKE_C_FLAGS={NO_AMX}", f"-DCMAKE_CXX_FLAGS={NO_AMX}"]
             _run(["cmake", "-S", str(source), "-B", str(build), *flags], work)
 
             def on_line(line: str) -> None:
