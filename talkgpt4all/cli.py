@@ -1,43 +1,75 @@
-"""The command line: flags -> Config, engines loaded once, one of three loops, an exit code."""
+"""The command line: flags -> a checked Config -> app.run; every error -> one line and an exit code."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
-import queue
+import os
 import signal
 import sys
 import threading
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import NoReturn
+from urllib.parse import urlparse
 
 from talkgpt4all import __version__
 from talkgpt4all.config import (
     DEFAULT_SYSTEM_PROMPT,
+    DEFAULT_WHISPER,
     PLATFORMS,
     Config,
     Platform,
     check_platform,
     detect_platform,
 )
-from talkgpt4all.errors import ExitCode, TalkError, one_line
-
-if TYPE_CHECKING:
-    import numpy as np
-
-    from talkgpt4all.audio import Recorder
-    from talkgpt4all.audio.devices import MicStream
-    from talkgpt4all.audio.vad import VadOptions
-    from talkgpt4all.pipeline import Session, TurnResult
+from talkgpt4all.errors import ExitCode, TalkError, UsageError, one_line
 
 log = logging.getLogger("talkgpt4all")
 
+MIN_CONTEXT = 128  # tokens: below this no system prompt and reply fit
+MIN_PROMPT_ROOM = 64  # tokens the prompt must keep beside --max-tokens
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, with a usage error as one line that says where to look."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(ExitCode.USAGE, f"error: {one_line(message)} (see: python chat.py --help)\n")
+
+
+def number(kind: type, low: float | None = None, high: float | None = None) -> Callable[[str], float]:
+    """An argparse type: a number of that kind within [low, high], checked when the flag is parsed."""
+
+    def parse(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{text!r} is not {'a whole number' if kind is int else 'a number'}"
+            ) from None
+        if low is not None and value < low:
+            raise argparse.ArgumentTypeError(f"{text} is too small: use at least {low}")
+        if high is not None and value > high:
+            raise argparse.ArgumentTypeError(f"{text} is too large: use at most {high}")
+        return value
+
+    parse.__name__ = kind.__name__  # what argparse names in its own messages
+    return parse
+
+
+def http_url(text: str) -> str:
+    parts = urlparse(text)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an http:// or https:// URL, e.g. http://127.0.0.1:11434/v1"
+        )
+    return text
+
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = Parser(
         description="Talk with a local LLM: press Enter, speak, press Enter again; hear the answer.",
         epilog="Headless: --input FILE (repeatable) or --text (lines on stdin). See README.md.",
     )
@@ -51,9 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--stt", default="faster-whisper", help="faster-whisper (default) or openai-whisper")
     g.add_argument(
         "--whisper-model",
-        default="base",
         metavar="NAME|PATH",
-        help="Whisper size (tiny.en, base, small, ...) or model path (default: base)",
+        help=f"Whisper size (tiny.en, base, small, ...) or model path (default: {DEFAULT_WHISPER})",
     )
     g.add_argument("--language", help="spoken language code, e.g. en or zh (default: detect)")
     g = p.add_argument_group("language model")
@@ -65,6 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     g.add_argument(
         "--llm-url",
+        type=http_url,
         metavar="URL",
         help="with --llm openai: the server's API, e.g. http://127.0.0.1:11434/v1 (ollama)",
     )
@@ -91,15 +123,36 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: the largest .gguf in models/, else the starter model)",
     )
     g.add_argument("--system-prompt", default=DEFAULT_SYSTEM_PROMPT, help="instructions for the model")
-    g.add_argument("--temperature", type=float, default=0.7, help="sampling temperature (default: 0.7)")
-    g.add_argument("--max-tokens", type=int, default=256, help="longest reply in tokens (default: 256)")
-    g.add_argument("--context", type=int, default=4096, help="context window in tokens (default: 4096)")
-    g.add_argument("--seed", type=int, default=-1, help="sampling seed (default: random)")
-    g.add_argument("--threads", type=int, help="CPU threads (default: all cores)")
+    g.add_argument(
+        "--temperature",
+        type=number(float, 0.0, 2.0),
+        default=0.7,
+        help="sampling temperature, 0 to 2 (default: 0.7)",
+    )
+    g.add_argument(
+        "--max-tokens",
+        type=number(int, 1),
+        default=256,
+        help="longest reply in tokens (default: 256)",
+    )
+    g.add_argument(
+        "--context",
+        type=number(int, MIN_CONTEXT),
+        default=4096,
+        help="context window in tokens (default: 4096)",
+    )
+    g.add_argument(
+        "--no-context-shift",
+        action="store_true",
+        help="when old turns are dropped, compute the history again instead of shifting the model's "
+        "cache (slower; for comparison)",
+    )
+    g.add_argument("--seed", type=number(int, -1), default=-1, help="sampling seed (default: random)")
+    g.add_argument("--threads", type=number(int, 1, 1024), help="CPU threads (default: all cores)")
     g = p.add_argument_group("voice")
     g.add_argument("--tts", help="espeak, say, wsay or none (default: the platform's)")
     g.add_argument("--voice", help="voice name for the speech engine")
-    g.add_argument("--rate", type=int, help="speaking rate in words per minute")
+    g.add_argument("--rate", type=number(int, 20, 1000), help="speaking rate in words per minute")
     g = p.add_argument_group("input and output")
     g.add_argument(
         "--input",
@@ -113,6 +166,12 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--save-audio", type=Path, metavar="DIR", help="write replies to DIR/reply-001.wav, ...")
     g.add_argument("--no-play", action="store_true", help="don't play audio")
     g.add_argument("--transcript", type=Path, metavar="FILE", help="append one JSON line per turn")
+    g.add_argument(
+        "--resume",
+        type=Path,
+        metavar="FILE",
+        help="continue the conversation in a --transcript file; new turns are appended to it",
+    )
     g.add_argument("--input-device", metavar="NAME|INDEX", help="microphone (see --list-devices)")
     g.add_argument("--output-device", metavar="NAME|INDEX", help="speaker (see --list-devices)")
     g.add_argument("--list-devices", action="store_true", help="list audio devices and exit")
@@ -124,7 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     g.add_argument(
         "--silence-ms",
-        type=int,
+        type=number(int, 50, 10_000),
         default=500,
         metavar="MS",
         help="with --vad, the pause that ends a turn (default: 500)",
@@ -164,6 +223,7 @@ def build_config(args: argparse.Namespace) -> Config:
         context=args.context,
         seed=args.seed,
         threads=args.threads,
+        context_shift=not args.no_context_shift,
         tts=args.tts or preset.tts,
         voice=args.voice,
         rate=args.rate,
@@ -172,6 +232,7 @@ def build_config(args: argparse.Namespace) -> Config:
         save_audio=args.save_audio,
         play=not args.no_play,
         transcript=args.transcript,
+        resume=args.resume,
         input_device=args.input_device,
         output_device=args.output_device,
         vad=args.vad,
@@ -181,291 +242,6 @@ def build_config(args: argparse.Namespace) -> Config:
         timings=args.timings,
         debug=args.debug,
     )
-
-
-class TerminalDisplay:
-    """The conversation on stdout: what the user said, then the reply as it is written."""
-
-    def __init__(self, show_timings: bool = False) -> None:
-        from rich.console import Console
-
-        self.out = Console(highlight=False, markup=False, soft_wrap=True)
-        self.err = Console(stderr=True, highlight=False, markup=False, soft_wrap=True)
-        self.show_timings = show_timings
-        self._started = False
-
-    def user(self, text: str) -> None:
-        self.out.print("You: ", style="bold cyan", end="")
-        self.out.print(text)
-        self._started = False
-
-    def reply_token(self, text: str) -> None:
-        if not self._started:
-            self.out.print("AI: ", style="bold green", end="")
-            self._started = True
-        self.out.print(text, end="")
-        self.out.file.flush()
-
-    def reply_end(self, interrupted: bool) -> None:
-        if interrupted:
-            self.out.print(" [interrupted]", style="dim", end="")
-        self.out.print()
-        self._started = False
-
-    def notice(self, text: str) -> None:
-        self.out.print(text, style="yellow")
-
-    def timings(self, result: TurnResult) -> None:
-        if self.show_timings:
-            self.err.print(format_timings(result), style="dim")
-
-
-def format_timings(result: TurnResult) -> str:
-    """One line: each stage's time from the end of the user's speech."""
-    t = result.timings
-    parts = [
-        ("stt", t.stt),
-        ("first token", t.llm_first_token),
-        ("first sentence", t.first_sentence),
-        ("first audio", t.first_audio),
-        ("total", t.total),
-    ]
-    shown = " · ".join(f"{name} {value:.2f}" for name, value in parts if value is not None)
-    return f"⏱ {shown} s · {result.prompt_tokens} prompt tokens"
-
-
-def _status(message: str) -> None:
-    """Say what slow thing happens now, on a terminal. (Download progress bars print below it.)"""
-    if sys.stderr.isatty():
-        print(message, file=sys.stderr, flush=True)
-
-
-def run(config: Config) -> int:
-    from talkgpt4all import llm, stt, tts
-    from talkgpt4all.audio import AudioSink, load_audio, make_sink
-    from talkgpt4all.conversation import Conversation
-    from talkgpt4all.pipeline import Session, TranscriptWriter
-
-    started = time.perf_counter()
-    # Cheap checks first, so a mistake costs no model loading.
-    llm.check_engine(config.llm)
-    tts.check_engine(config.tts)
-    stt.check_engine(config.stt)
-    spoken = [load_audio(path) for path in config.inputs]
-    transcript = TranscriptWriter(config.transcript) if config.transcript else None
-    synthesizer = tts.make_synthesizer(config.tts, config.voice, config.rate) if config.speaks else None
-    sinks: list[AudioSink] = []
-    if synthesizer is not None:
-        if config.save_audio is not None:
-            sinks.append(make_sink("wav", str(config.save_audio)))
-        if config.play:
-            sinks.append(make_sink("device", config.output_device))
-    interactive = not config.text and not config.inputs
-    microphone: Recorder | MicStream | None = None
-    if interactive:
-        from talkgpt4all.audio.devices import MicRecorder, MicStream
-
-        microphone = MicStream(config.input_device) if config.vad else MicRecorder(config.input_device)
-
-    transcriber = None
-    if not config.text:
-        _status(f"Loading speech recognition (Whisper {config.whisper_model})…")
-        transcriber = stt.make_transcriber(config.stt, config.whisper_model, config.threads)
-    _status("Loading the language model…")
-    settings = llm.LLMSettings(
-        config.model,
-        config.context,
-        config.threads,
-        config.seed,
-        gpu=config.platform.metal,
-        url=config.llm_url,
-        api_key=config.llm_api_key,
-        binary=config.binary,
-        binary_name=config.platform.binary,
-    )
-    chat = llm.make_chat_model(config.llm, settings)
-
-    session = Session(
-        chat,
-        Conversation(config.system_prompt),
-        TerminalDisplay(config.timings),
-        transcriber=transcriber,
-        synthesizer=synthesizer,
-        sinks=sinks,
-        transcript=transcript,
-        options=llm.GenerationOptions(config.max_tokens, config.temperature, config.seed),
-        language=config.language,
-        interruptible=interactive,
-        stream=config.stream,
-    )
-    try:
-        session.warm_up()
-        ready = time.perf_counter() - started
-        log.info("ready in %.2f s (models loaded and warmed)", ready)
-        if config.timings:
-            print(f"⏱ ready in {ready:.2f} s", file=sys.stderr)
-        if config.inputs:
-            for audio in spoken:
-                session.hear(audio, time.perf_counter())
-        elif config.text:
-            for line in sys.stdin:
-                if line.strip():
-                    session.reply(line.strip(), time.perf_counter())
-        elif config.vad:
-            from talkgpt4all.audio.devices import MicStream
-            from talkgpt4all.audio.vad import VadOptions
-
-            assert isinstance(microphone, MicStream)
-            return _hands_free(session, microphone, VadOptions(silence_ms=config.silence_ms), config.barge_in)
-        else:
-            assert microphone is not None and not isinstance(microphone, MicStream)
-            return _talk(session, microphone)
-    finally:
-        session.close()
-    return ExitCode.OK
-
-
-class Keyboard:
-    """Reads lines from stdin on its own thread. While a reply is spoken, Enter interrupts it."""
-
-    def __init__(self) -> None:
-        self._lines: queue.Queue[str | None] = queue.Queue()
-        self._on_enter: Callable[[], None] | None = None
-        threading.Thread(target=self._read, name="keyboard", daemon=True).start()
-
-    def _read(self) -> None:
-        for line in sys.stdin:
-            on_enter = self._on_enter
-            if on_enter is not None:
-                on_enter()
-            else:
-                self._lines.put(line)
-        self._lines.put(None)
-
-    def readline(self) -> str | None:
-        """The next line typed, or None at end of input (Ctrl-D)."""
-        while True:
-            try:
-                return self._lines.get(timeout=0.1)  # short waits, so Ctrl-C gets through
-            except queue.Empty:
-                continue
-
-    @contextmanager
-    def interrupts(self, session: Session) -> Iterator[None]:
-        """While inside, Enter stops the reply instead of being read."""
-        self._on_enter = session.stop
-        try:
-            yield
-        finally:
-            self._on_enter = None
-
-
-PROMPT = "Press Enter to talk (or type a message): "
-
-
-def _record(rec: Recorder, keyboard: Keyboard) -> tuple[np.ndarray, float]:
-    """Record until Enter, with a live indicator on stderr. Returns the audio and when speech ended."""
-    err = sys.stderr
-    done = threading.Event()
-
-    def indicator() -> None:
-        while not done.wait(0.1):
-            err.write(f"\r\x1b[31m●\x1b[0m Recording {rec.elapsed:4.1f} s (Enter to stop) ")
-            err.flush()
-
-    rec.start()
-    thread = threading.Thread(target=indicator, daemon=True)
-    thread.start()
-    try:
-        keyboard.readline()
-    finally:
-        speech_end = time.perf_counter()
-        done.set()
-        thread.join()
-        audio = rec.stop()
-    err.write("\r\x1b[2K")
-    return audio, speech_end
-
-
-def _talk(session: Session, rec: Recorder) -> int:
-    """Push-to-talk: Enter starts and stops recording; a typed line is sent as text.
-
-    During a reply, Enter or Ctrl-C stops it; Ctrl-C or Ctrl-D at the prompt quits.
-    """
-    err = sys.stderr
-    keyboard = Keyboard()
-    err.write("Ready. Press Enter, speak, then press Enter again. Enter or Ctrl-C stops a reply.\n")
-    while True:
-        err.write(PROMPT)
-        err.flush()
-        line = keyboard.readline()
-        if line is None:
-            return ExitCode.OK
-        try:
-            if line.strip():
-                with keyboard.interrupts(session):
-                    session.reply(line.strip(), time.perf_counter())
-                continue
-            audio, speech_end = _record(rec, keyboard)
-            with keyboard.interrupts(session):
-                session.hear(audio, speech_end)
-        except TalkError as exc:
-            # One failed turn does not end the conversation.
-            err.write(f"error: {one_line(str(exc))}\n")
-
-
-def _hands_free(session: Session, mic: MicStream, options: VadOptions, barge_in: bool) -> int:
-    """Turns start when the user speaks and end at a pause. Enter or Ctrl-C stops a reply."""
-    from talkgpt4all.audio.vad import Segmenter
-
-    err = sys.stderr
-    turns: queue.Queue[tuple[np.ndarray, float]] = queue.Queue()
-    replying = threading.Event()
-
-    def speech_started() -> None:
-        if replying.is_set():
-            session.stop()  # barge-in: only reached with --barge-in
-        else:
-            err.write("\r\x1b[2K\x1b[31m●\x1b[0m Hearing you…")
-            err.flush()
-
-    segmenter = Segmenter(options, on_start=speech_started)
-
-    def listen() -> None:
-        while True:
-            chunk = mic.read()
-            if chunk is None:
-                continue
-            if replying.is_set() and not barge_in:
-                # The speakers' own sound must not become a turn: without --barge-in, playback is deaf time.
-                segmenter.reset()
-                continue
-            utterance = segmenter.feed(chunk)
-            if utterance is not None:
-                turns.put((utterance, time.perf_counter()))
-
-    mic.start()
-    threading.Thread(target=listen, name="vad", daemon=True).start()
-    keyboard = Keyboard()
-    err.write("Ready. Speak whenever you like; a pause ends your turn. Ctrl-C quits.\n")
-    while True:
-        err.write("\r\x1b[2K\x1b[32m●\x1b[0m Listening…")
-        err.flush()
-        while True:
-            try:
-                audio, speech_end = turns.get(timeout=0.1)
-                break
-            except queue.Empty:
-                continue
-        err.write("\r\x1b[2K")
-        replying.set()
-        try:
-            with keyboard.interrupts(session):
-                session.hear(audio, speech_end)
-        except TalkError as exc:
-            err.write(f"error: {one_line(str(exc))}\n")
-        finally:
-            replying.clear()
 
 
 def _list_models() -> int:
@@ -513,16 +289,80 @@ def _setup_logging(verbose: bool, debug: bool) -> None:
     root.handlers[:] = [handler]
     root.setLevel(logging.DEBUG if debug else logging.INFO if verbose else logging.WARNING)
     root.propagate = False
+    # huggingface_hub announces each retry of a download; our own line says what went wrong.
+    logging.getLogger("huggingface_hub").setLevel(logging.DEBUG if debug else logging.ERROR)
+
+
+def check_combinations(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Flags that are each fine but make no sense together: a usage error, before anything loads."""
+    if args.text and args.input:
+        parser.error("--text and --input are two different modes: use one")
+    if args.context - args.max_tokens < MIN_PROMPT_ROOM:
+        parser.error(
+            f"--max-tokens {args.max_tokens} leaves no room for the prompt in --context {args.context}: "
+            f"lower --max-tokens, or raise --context (the prompt needs at least {MIN_PROMPT_ROOM} tokens)"
+        )
+    if args.llm == "openai" and not args.llm_url:
+        parser.error(
+            "--llm openai needs --llm-url, e.g. http://127.0.0.1:11434/v1 (ollama), "
+            "http://127.0.0.1:4891/v1 (GPT4All Desktop) or http://127.0.0.1:8080/v1 (llama-server)"
+        )
+    if args.llm_url and args.llm != "openai":
+        parser.error("--llm-url is for --llm openai: add --llm openai, or leave --llm-url out")
+    if args.barge_in and not args.vad:
+        parser.error("--barge-in interrupts a reply by speaking, in hands-free mode: add --vad")
+
+
+def _quit_on(signum: int) -> None:
+    """A polite kill (SIGTERM) or a closed terminal (SIGHUP) unwinds like Ctrl-C does: the turn in progress
+    is recorded as interrupted, child processes such as llama-server are stopped, and nothing is printed."""
+    signal.signal(signum, lambda *_: sys.exit(128 + signum))
+
+
+def _one_line_thread_errors(debug: bool) -> None:
+    """A thread that dies unexpectedly says so in one line (its traceback only with --debug)."""
+    default = threading.excepthook
+
+    def hook(info: threading.ExceptHookArgs) -> None:
+        if debug:
+            default(info)
+            return
+        name = info.thread.name if info.thread else "a thread"
+        line = f"error: {name} stopped: {info.exc_type.__name__}: {one_line(str(info.exc_value))}"
+        with contextlib.suppress(OSError, ValueError):
+            print(line, file=sys.stderr)
+
+    threading.excepthook = hook
+
+
+def _stdout_gone() -> None:
+    """stdout was a pipe whose reader quit (e.g. `| head`): stop writing to it, quietly."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    finally:
+        try:
+            sys.stdout.flush()
+        except (OSError, ValueError):  # the reader of our stdout has gone: nothing more to say to it
+            _stdout_gone()
+
+
+def _main(argv: list[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.text and args.input:
-        parser.error("--text and --input are two different modes: use one")
+    check_combinations(parser, args)
     _setup_logging(args.verbose, args.debug)
-    # A polite kill (SIGTERM) unwinds like Ctrl-C does, so child processes such as llama-server are stopped.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
+    _one_line_thread_errors(args.debug)
+    for signum in (signal.SIGTERM, getattr(signal, "SIGHUP", None)):
+        if signum is not None:
+            _quit_on(signum)
     try:
         if args.list_devices:
             from talkgpt4all.audio.devices import list_devices
@@ -533,12 +373,27 @@ def main(argv: list[str] | None = None) -> int:
             return _list_models()
         if args.build_binary:
             return _build_binary(check_platform(args.platform))
+        from talkgpt4all.app import run
+
         return run(build_config(args))
     except TalkError as exc:
         if args.debug:
             raise
         print(f"error: {one_line(str(exc))}", file=sys.stderr)
-        return ExitCode.ERROR
+        return ExitCode.USAGE if isinstance(exc, UsageError) else ExitCode.ERROR
     except KeyboardInterrupt:
         print(file=sys.stderr)
         return ExitCode.INTERRUPTED
+    except BrokenPipeError:
+        _stdout_gone()
+        return ExitCode.ERROR
+    except Exception as exc:
+        # Anything unforeseen is still one line; --debug shows where it came from.
+        if args.debug:
+            raise
+        print(
+            f"error: unexpected {type(exc).__name__}: {one_line(str(exc))} "
+            "(run again with --debug to see where, and please report it)",
+            file=sys.stderr,
+        )
+        return ExitCode.ERROR

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from talkgpt4all.errors import PlatformError
 
+DEFAULT_WHISPER = "base"
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 MODELS_DIR = PROJECT_DIR / "models"
 BIN_DIR = PROJECT_DIR / "bin"
@@ -73,7 +74,7 @@ class Config:
     platform: Platform
     # speech to text
     stt: str = "faster-whisper"
-    whisper_model: str = "base"
+    whisper_model: str | None = None  # None: the default (DEFAULT_WHISPER), which may fall back to a starter
     language: str | None = None
     # language model
     llm: str = "llama-cpp"
@@ -87,6 +88,7 @@ class Config:
     context: int = 4096
     seed: int = -1
     threads: int | None = None
+    context_shift: bool = True
     # voice
     tts: str = "espeak"
     voice: str | None = None
@@ -97,6 +99,7 @@ class Config:
     save_audio: Path | None = None
     play: bool = True
     transcript: Path | None = None
+    resume: Path | None = None
     input_device: str | None = None
     output_device: str | None = None
     # turns and speed
@@ -106,6 +109,15 @@ class Config:
     stream: bool = True
     timings: bool = False
     debug: bool = False
+
+    @property
+    def whisper(self) -> str:
+        return self.whisper_model or DEFAULT_WHISPER
+
+    @property
+    def transcript_path(self) -> Path | None:
+        """Where turns are written: --transcript, else the file --resume continues."""
+        return self.transcript or self.resume
 
     @property
     def speaks(self) -> bool:

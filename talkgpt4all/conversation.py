@@ -9,6 +9,22 @@ from talkgpt4all.errors import TalkError
 
 Message = dict[str, str]
 
+# Appended to a reply that was cut off (by the user, or by a fault), so the model knows it was.
+CUT_OFF = " …"
+
+
+@dataclass(frozen=True)
+class Fitted:
+    """The messages to send for a new user turn."""
+
+    messages: list[Message]
+    dropped: int  # how many stored messages, oldest first, the prompt leaves out
+    tokens: int  # what the messages take, chat template included
+
+
+class MessageTooLong(TalkError):
+    """The new message does not fit in the context even with every older turn left out."""
+
 
 @dataclass
 class Conversation:
@@ -25,25 +41,64 @@ class Conversation:
 
     @property
     def messages(self) -> list[Message]:
-        system = [{"role": "system", "content": self.system_prompt}] if self.system_prompt else []
-        return system + self.turns
+        return self._system() + self.turns
 
-    def fit(self, count_tokens: Callable[[list[Message]], int], budget: int) -> list[Message]:
-        """The messages to send, dropping the oldest turns until they take at most `budget` tokens.
+    def _system(self) -> list[Message]:
+        return [{"role": "system", "content": self.system_prompt}] if self.system_prompt else []
 
-        Turns are dropped from the front, a user turn with the reply that followed it, so the history
-        never starts with a reply. Dropped turns are forgotten for good. The latest user turn is never
-        dropped: if it alone does not fit, TalkError says so.
+    def fit(
+        self,
+        user: str,
+        count_tokens: Callable[[list[Message]], int],
+        budget: int,
+        target: int | None = None,
+    ) -> Fitted:
+        """The messages to send for a new user message, taking at most `budget` tokens.
+
+        Nothing is changed here: the caller drops `dropped` turns with commit(), once the turn is
+        done. When the history does not fit, the oldest turns are left out, a user turn with the reply
+        that followed it, until the prompt takes at most `target` tokens (default: `budget`). A target
+        well below the budget trims in large steps, so a back end that can reuse only the prompt's
+        unchanged beginning re-evaluates it rarely. If the new message does not fit even alone,
+        MessageTooLong says so, and nothing is lost.
         """
-        while True:
-            messages = self.messages
-            if count_tokens(messages) <= budget:
-                return messages
-            if len(self.turns) <= 1:
-                raise TalkError(
-                    f"that message is too long for the model's context ({budget} tokens for the prompt): "
-                    "say something shorter, or raise --context"
-                )
-            del self.turns[0]
-            while self.turns and self.turns[0]["role"] != "user":
-                del self.turns[0]
+        pending = [{"role": "user", "content": user}]
+        system = self._system()
+
+        def count(start: int) -> int:
+            return count_tokens(system + self.turns[start:] + pending)
+
+        total = count(0)
+        if total <= budget:
+            return Fitted(system + self.turns + pending, 0, total)
+        alone = count(len(self.turns))
+        if alone > budget:
+            raise MessageTooLong(
+                f"that message is too long for the model's context (the prompt would take {alone} tokens, "
+                f"and {budget} fit beside the longest reply): say something shorter, or raise --context"
+            )
+        goal = budget if target is None else min(target, budget)
+        # Where the kept history may start: at a user turn, so it never opens with a reply; or after
+        # everything. Fewer turns never take more tokens, so the first start that fits is found by
+        # bisection: a long resumed history costs a few counts, not one per turn.
+        starts = [i for i, m in enumerate(self.turns) if m["role"] == "user" and i > 0] + [len(self.turns)]
+        lo, hi = 0, len(starts) - 1
+        counts = {len(self.turns): alone}
+        while lo < hi:
+            mid = (lo + hi) // 2
+            counts[starts[mid]] = tokens = count(starts[mid])
+            if tokens <= goal:
+                hi = mid
+            else:
+                lo = mid + 1
+        start = starts[lo]  # counted: the last start (everything left out) is, and so is every mid
+        return Fitted(system + self.turns[start:] + pending, start, counts[start])
+
+    def commit(self, user: str, reply: str, *, cut_off: bool = False, dropped: int = 0) -> None:
+        """Keep a finished turn: forget the `dropped` oldest messages, then add the question and reply.
+
+        A reply cut off by the user, or by a fault, is kept as far as it went, marked as cut off.
+        """
+        del self.turns[:dropped]
+        self.add_user(user)
+        self.add_assistant(reply + CUT_OFF if cut_off else reply)

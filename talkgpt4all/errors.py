@@ -16,7 +16,11 @@ class TalkError(Exception):
     """Base of every expected failure. The message is shown to the user as it is."""
 
 
-class UnknownEngineError(TalkError):
+class UsageError(TalkError):
+    """The flags don't make sense together, found after parsing (exit 2, like argparse's own)."""
+
+
+class UnknownEngineError(UsageError):
     def __init__(self, stage: str, name: str, valid: list[str]) -> None:
         super().__init__(f"unknown {stage} engine {name!r}: choose one of {', '.join(valid)}")
 

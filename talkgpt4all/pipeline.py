@@ -2,6 +2,10 @@
 
 Each stage is a generator pulled by the next, so the first sentence is spoken while the model is
 still to write the second. Every timing counts from the end of the user's speech.
+
+A turn is run in one place (Session._run). What happens after it is kept apart: committing it to the
+history, then telling the observers (the transcript, then the display). A turn that fails or is cut
+off is still recorded, with what was said before it stopped.
 """
 
 from __future__ import annotations
@@ -12,14 +16,13 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
-from typing import IO, Protocol
+from typing import Protocol
 
 import numpy as np
 
 from talkgpt4all.audio import SAMPLE_RATE, AudioSink, is_silent
-from talkgpt4all.conversation import Conversation
-from talkgpt4all.errors import TalkError
+from talkgpt4all.conversation import Conversation, MessageTooLong
+from talkgpt4all.errors import TalkError, UsageError, one_line
 from talkgpt4all.llm import ChatModel, GenerationOptions
 from talkgpt4all.stt import Transcriber, Transcript
 from talkgpt4all.text import has_words, sentences
@@ -27,21 +30,6 @@ from talkgpt4all.tts import Synthesizer
 from talkgpt4all.voice import Speaker
 
 log = logging.getLogger("talkgpt4all")
-
-
-class Display(Protocol):
-    """What the user sees. The CLI implements it; the pipeline never prints."""
-
-    def user(self, text: str) -> None: ...
-
-    def reply_token(self, text: str) -> None: ...
-
-    def reply_end(self, interrupted: bool) -> None: ...
-
-    def notice(self, text: str) -> None: ...
-
-    def timings(self, result: TurnResult) -> None:
-        """Called after each completed reply (the CLI shows them with --timings)."""
 
 
 @dataclass
@@ -58,37 +46,45 @@ class TurnResult:
     turn: int
     user: str
     language: str | None
-    reply: str
+    reply: str  # what was said: all of it, or, when cut off, what the user heard (or saw) before that
     prompt_tokens: int
+    prompt_evaluated: int | None = None  # prompt tokens the model computed; the rest came from its cache
     timings: Timings = field(default_factory=Timings)
-    interrupted: bool = False
+    interrupted: bool = False  # by the user (Enter, Ctrl-C, speech with barge-in) or a signal
+    error: str | None = None  # the one-line reason a turn failed
+    dropped: int = 0  # old messages the prompt left out to fit the context (forgotten once committed)
+
+    @property
+    def cut_off(self) -> bool:
+        return self.interrupted or self.error is not None
 
     def to_json(self) -> str:
         record = asdict(self)
+        del record["dropped"]
         record["timings"] = {k: None if v is None else round(v, 3) for k, v in record["timings"].items()}
-        if not self.interrupted:
-            del record["interrupted"]
+        for optional in ("interrupted", "error"):
+            if not record[optional]:
+                del record[optional]
         return json.dumps(record, ensure_ascii=False)
 
 
-class TranscriptWriter:
-    """--transcript: one JSON object a completed turn, appended and flushed as the turn ends."""
+class TurnObserver(Protocol):
+    """Told about each turn as it happens: the display, the transcript."""
 
-    def __init__(self, path: Path) -> None:
-        from talkgpt4all.errors import TalkError
+    def turn_started(self, result: TurnResult) -> None:
+        """The user's words are known; the reply is about to be asked for."""
 
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._file: IO[str] = path.open("a", encoding="utf-8")
-        except OSError as exc:
-            raise TalkError(f"cannot write --transcript {path}: {exc.strerror}") from exc
+    def reply_token(self, text: str) -> None:
+        """The next piece of the reply, as the model writes it."""
 
-    def write(self, result: TurnResult) -> None:
-        self._file.write(result.to_json() + "\n")
-        self._file.flush()
+    def turn_ended(self, result: TurnResult) -> None:
+        """The turn is over: answered, cut off or failed (result.error)."""
 
-    def close(self) -> None:
-        self._file.close()
+
+class Display(TurnObserver, Protocol):
+    """What the user sees. The CLI implements it; the pipeline never prints."""
+
+    def notice(self, text: str) -> None: ...
 
 
 # The first piece of a reply may end at a comma once it has this many words: speech starts sooner,
@@ -110,12 +106,13 @@ class Session:
         transcriber: Transcriber | None = None,
         synthesizer: Synthesizer | None = None,
         sinks: list[AudioSink] | None = None,
-        transcript: TranscriptWriter | None = None,
+        transcript: TurnObserver | None = None,
         options: GenerationOptions | None = None,
         language: str | None = None,
         interruptible: bool = False,
         stream: bool = True,
         first_clause_words: int | None = FIRST_CLAUSE_WORDS,
+        turns_before: int = 0,
     ) -> None:
         self.chat = chat
         self.conversation = conversation
@@ -131,44 +128,107 @@ class Session:
         self.first_clause_words = first_clause_words if stream else None
         self.interrupt = threading.Event()
         self._speaker: Speaker | None = None
-        self.turns = 0
+        self.turns = turns_before  # turn numbers go on from a resumed transcript
+        # The transcript hears first: it must keep the turn even if the terminal has gone away.
+        self.observers: list[TurnObserver] = [o for o in (transcript, display) if o is not None]
+
+    @property
+    def budget(self) -> int:
+        """Tokens the prompt may take: the context, less room for the longest reply."""
+        return self.chat.context_size - self.options.max_tokens
+
+    @property
+    def trim_target(self) -> int | None:
+        """How far to trim an overflowing history. A back end that shifts its cache past the dropped
+        turns loses nothing by trimming one turn at a time; one that reuses only an unchanged prompt
+        beginning re-evaluates everything after the system prompt at each trim, so it trims to half
+        the budget and does that rarely."""
+        return None if self.chat.shifts_context else self.budget // 2
 
     def hear(self, audio: np.ndarray, speech_end: float) -> TurnResult | None:
         """A spoken turn; None when nothing was said (and the model is not asked)."""
         if self.transcriber is None:
             raise RuntimeError("this session has no transcriber")
+        # From here on, Enter or Ctrl-C cancels this turn: also while the speech is transcribed.
+        self.interrupt.clear()
         if is_silent(audio):
             self.display.notice(DIDNT_CATCH)
             return None
-        heard: Transcript = self.transcriber.transcribe(audio, self.language)
+        try:
+            heard: Transcript = self.transcriber.transcribe(audio, self.language)
+        except KeyboardInterrupt:
+            if not self.interruptible:
+                raise
+            self.interrupt.set()
+            self.display.notice("(cancelled)")
+            return None
         stt = time.perf_counter() - speech_end
         if not has_words(heard.text):
             self.display.notice(DIDNT_CATCH)
             return None
-        return self.reply(heard.text, speech_end, language=heard.language, stt=stt)
+        return self._turn(heard.text, speech_end, heard.language, stt)
 
     def reply(
         self, text: str, speech_end: float, *, language: str | None = None, stt: float | None = None
     ) -> TurnResult:
-        """Answer one user turn: stream the reply to the display and speak it as it is written."""
+        """Answer one typed turn: stream the reply to the display and speak it as it is written."""
         self.interrupt.clear()
+        return self._turn(text, speech_end, language, stt)
+
+    def stop(self) -> None:
+        """Interrupt the turn in progress (from another thread: a key press, or speech with --barge-in)."""
+        self.interrupt.set()
+        speaker = self._speaker
+        if speaker:
+            speaker.stop()
+
+    # ------------------------------------------------------------------ a turn, then what follows it
+
+    def _turn(self, text: str, speech_end: float, language: str | None, stt: float | None) -> TurnResult:
         self.turns += 1
-        result = TurnResult(self.turns, text, language or self.language, "", 0, Timings(stt=stt))
-        self.display.user(text)
-        self.conversation.add_user(text)
-        budget = self.chat.context_size - self.options.max_tokens
+        result = TurnResult(self.turns, text, language or self.language, "", 0, timings=Timings(stt=stt))
+        escaping: BaseException | None = None
         try:
-            messages = self.conversation.fit(self.chat.count_tokens, budget)
-        except TalkError:
-            self.conversation.turns.pop()  # the turn that cannot be sent is not part of the history
-            raise
-        result.prompt_tokens = self.chat.count_tokens(messages)
+            self._run(result, speech_end)
+        except TalkError as exc:
+            result.error = one_line(str(exc))
+        except KeyboardInterrupt as exc:
+            result.interrupted = True
+            if not self.interruptible:
+                escaping = exc
+        except BaseException as exc:  # SystemExit from a signal handler, or a bug: record, then go on up
+            result.interrupted = True
+            if not isinstance(exc, SystemExit):
+                result.error = one_line(f"unexpected {type(exc).__name__}: {exc}")
+            escaping = exc
+        self.commit(result)
+        for observer in self.observers:
+            observer.turn_ended(result)
+        if escaping is not None:
+            raise escaping
+        return result
+
+    def commit(self, result: TurnResult) -> None:
+        """Keep the turn in the history, if anything was said. A reply cut off is kept as far as the
+        user heard it, marked as cut off; the old turns the prompt left out are forgotten."""
+        if result.reply:
+            conversation = self.conversation
+            conversation.commit(result.user, result.reply, cut_off=result.cut_off, dropped=result.dropped)
+
+    def _run(self, result: TurnResult, speech_end: float) -> None:
+        for observer in self.observers:
+            observer.turn_started(result)
+        if self.interrupt.is_set():  # cancelled before the model was asked (Enter during STT)
+            result.interrupted = True
+            return
+        fitted = self.conversation.fit(result.user, self.chat.count_tokens, self.budget, self.trim_target)
+        result.prompt_tokens, result.dropped = fitted.tokens, fitted.dropped
 
         def since_speech() -> float:
             return time.perf_counter() - speech_end
 
         pieces: list[str] = []
-        tokens = self.chat.stream(messages, self.options)
+        tokens = self.chat.stream(fitted.messages, self.options)
 
         def shown() -> Iterator[str]:
             for token in tokens:
@@ -177,7 +237,8 @@ class Session:
                 if result.timings.llm_first_token is None:
                     result.timings.llm_first_token = since_speech()
                 pieces.append(token)
-                self.display.reply_token(token)
+                for observer in self.observers:
+                    observer.reply_token(token)
                 yield token
 
         def first_audio() -> None:
@@ -211,10 +272,6 @@ class Session:
             if speaker:
                 speaker.finish()
             completed = not self.interrupt.is_set()
-        except KeyboardInterrupt:
-            self.interrupt.set()
-            if not self.interruptible:
-                raise
         finally:
             close = getattr(tokens, "close", None)
             if close:
@@ -222,43 +279,39 @@ class Session:
             if speaker:
                 speaker.close()
             self._speaker = None
-            # Cut off by Ctrl-C, Enter or an error: the history still gets the reply as far as it was
-            # heard, so that it never holds two user turns in a row.
-            result.interrupted = not completed
-            self._remember(result, pieces, speaker.played if speaker else None)
-            self.display.reply_end(result.interrupted)
+            result.prompt_evaluated = self.chat.last_evaluated
+            result.reply = "".join(pieces).strip()
+            if not completed:
+                # Only what the user heard (at least in part) was said; the rest never happened.
+                if speaker is not None:
+                    result.reply = " ".join(speaker.played)
+                # The speaker stops itself when it fails; only a stop without a failure is the user's.
+                result.interrupted = self.interrupt.is_set() and (speaker is None or speaker.error is None)
         if speaker and speaker.error:
             raise speaker.error
         result.timings.total = since_speech()
-        self.display.timings(result)
-        if self.transcript:
-            self.transcript.write(result)
-        return result
 
-    def stop(self) -> None:
-        """Interrupt the reply in progress (from another thread: a key press, or speech with --barge-in)."""
-        self.interrupt.set()
-        speaker = self._speaker
-        if speaker:
-            speaker.stop()
-
-    def _remember(self, result: TurnResult, pieces: list[str], played: list[str] | None) -> None:
-        result.reply = "".join(pieces).strip()
-        if result.interrupted and played is not None:
-            # Only what the user heard (at least in part) was said; the rest never happened.
-            result.reply = " ".join(played)
-        self.conversation.add_assistant(result.reply + (" …" if result.interrupted else ""))
+    # ------------------------------------------------------------------ before and after the session
 
     def warm_up(self) -> None:
         """One tiny inference per engine, so the first turn is as fast as the others.
 
-        The chat model also keeps the system prompt's tokens evaluated, which later prompts reuse.
+        The chat model also keeps the prompt's beginning evaluated, which the first turn reuses: the
+        system prompt, and the history of a resumed conversation. A system prompt that leaves no room
+        in the context is a usage error, found here rather than at the first turn.
         """
         if self.transcriber is not None:
             self.transcriber.transcribe(np.zeros(SAMPLE_RATE // 2, np.float32), self.language or "en")
-        warm = Conversation(self.conversation.system_prompt)
-        warm.add_user("Hi")
-        for _ in self.chat.stream(warm.messages, GenerationOptions(max_tokens=1, temperature=0.0)):
+        try:
+            fitted = self.conversation.fit("Hi", self.chat.count_tokens, self.budget, self.trim_target)
+        except MessageTooLong:
+            system = self.chat.count_tokens(Conversation(self.conversation.system_prompt).messages)
+            raise UsageError(
+                f"the system prompt takes {system} tokens, but --context {self.chat.context_size} with "
+                f"--max-tokens {self.options.max_tokens} leaves {self.budget} for the whole prompt: "
+                "shorten --system-prompt, raise --context or lower --max-tokens"
+            ) from None
+        for _ in self.chat.stream(fitted.messages, GenerationOptions(max_tokens=1, temperature=0.0)):
             pass
         if self.synthesizer is not None and self.sinks:
             audio = self.synthesizer.synthesize("Hi", self.language)
@@ -266,10 +319,9 @@ class Session:
                 sink.prepare(audio.sample_rate)
 
     def close(self) -> None:
-        close_chat = getattr(self.chat, "close", None)
-        if close_chat:
-            close_chat()
+        self.chat.close()
         for sink in self.sinks:
             sink.close()
-        if self.transcript:
-            self.transcript.close()
+        close_transcript = getattr(self.transcript, "close", None)
+        if close_transcript:
+            close_transcript()

@@ -9,6 +9,7 @@ import numpy as np
 
 from talkgpt4all.audio import Audio
 from talkgpt4all.llm import GenerationOptions
+from talkgpt4all.pipeline import TurnResult
 from talkgpt4all.stt import Transcript
 
 
@@ -16,6 +17,8 @@ class FakeChat:
     """A chat model that replies with canned texts, one per call, streamed a word at a time."""
 
     context_size = 1000
+    shifts_context = True
+    last_evaluated: int | None = None
 
     def __init__(self) -> None:
         self.replies: list[str] = []
@@ -35,6 +38,9 @@ class FakeChat:
         for i, word in enumerate(reply.split(" ")):
             self.pulled += 1
             yield word if i == 0 else " " + word
+
+    def close(self) -> None:
+        pass
 
 
 class FakeTranscriber:
@@ -102,19 +108,21 @@ class FakeDisplay:
         self.lines: list[str] = []
         self.current = ""
         self.timed = 0
+        self.errors: list[str] = []
 
-    def user(self, text: str) -> None:
-        self.lines.append(f"You: {text}")
+    def turn_started(self, result: TurnResult) -> None:
+        self.lines.append(f"You: {result.user}")
 
     def reply_token(self, text: str) -> None:
         self.current += text
 
-    def reply_end(self, interrupted: bool) -> None:
-        self.lines.append(f"AI: {self.current}" + (" [interrupted]" if interrupted else ""))
+    def turn_ended(self, result: TurnResult) -> None:
+        self.lines.append(f"AI: {self.current}" + (" [interrupted]" if result.cut_off else ""))
         self.current = ""
+        if result.error:
+            self.errors.append(result.error)
+        else:
+            self.timed += 1
 
     def notice(self, text: str) -> None:
         self.lines.append(text)
-
-    def timings(self, result: object) -> None:
-        self.timed += 1

@@ -23,12 +23,24 @@ class GenerationOptions:
 
 class ChatModel(Protocol):
     context_size: int
+    # Whether the back end keeps its cache when old turns are dropped from the prompt's middle (by
+    # shifting the cached tokens after them into place), so a history trimmed one turn at a time costs
+    # only the new tokens. Without it, only an unchanged prompt beginning is reused.
+    shifts_context: bool
+
+    @property
+    def last_evaluated(self) -> int | None:
+        """Tokens of the last prompt the model had to compute (the rest came from its cache); None when
+        the back end does not say."""
 
     def count_tokens(self, messages: list[Message]) -> int:
         """Tokens the prompt for these messages takes, chat template included."""
 
     def stream(self, messages: list[Message], options: GenerationOptions) -> Iterator[str]:
         """Reply to the messages, yielding text as it is generated. Closing the iterator stops it."""
+
+    def close(self) -> None:
+        """Free the model, or stop the server process the back end started."""
 
 
 @dataclass(frozen=True)
@@ -42,6 +54,7 @@ class LLMSettings:
     api_key: str | None = None
     binary: str | None = None  # --llm binary: an explicit server executable
     binary_name: str = "llama-server"  # else this name in bin/, from --platform
+    context_shift: bool = True  # reuse the cache past dropped turns (llama-cpp, binary); off to compare
 
 
 def _llama_cpp(settings: LLMSettings) -> ChatModel:

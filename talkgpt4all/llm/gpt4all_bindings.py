@@ -58,6 +58,10 @@ def _locate(spec: str | None) -> tuple[str, str | None, bool]:
 
 
 class GPT4AllChatModel:
+    # Each reply resets gpt4all's context and computes the whole prompt: nothing to shift, nothing said.
+    shifts_context = False
+    last_evaluated: int | None = None
+
     def __init__(self, settings: LLMSettings) -> None:
         try:
             from gpt4all import GPT4All

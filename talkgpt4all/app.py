@@ -1,0 +1,123 @@
+"""A session assembled from a Config: engines loaded once, a resumed history, then one loop."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from typing import IO, TYPE_CHECKING
+
+from talkgpt4all.config import Config
+
+if TYPE_CHECKING:
+    from talkgpt4all.audio import AudioSink
+    from talkgpt4all.audio.devices import MicRecorder, MicStream
+
+log = logging.getLogger("talkgpt4all")
+
+
+def status(message: str) -> None:
+    """Say what slow thing happens now, on a terminal. (Download progress bars print below it.)"""
+    if sys.stderr.isatty():
+        print(message, file=sys.stderr, flush=True)
+
+
+def run(config: Config, keys: IO[bytes] | None = None, err: IO[str] | None = None) -> int:
+    """Load the engines, then run the loop the config asks for; the exit code.
+
+    keys is where typed lines come from (default: stdin), err where prompts and status go (stderr).
+    """
+    from talkgpt4all import llm, loops, stt, tts
+    from talkgpt4all.audio import load_audio, make_sink
+    from talkgpt4all.conversation import Conversation
+    from talkgpt4all.display import TerminalDisplay
+    from talkgpt4all.pipeline import Session
+    from talkgpt4all.transcript import TranscriptWriter, read_transcript
+
+    keys = keys or sys.stdin.buffer
+    err = err or sys.stderr
+    started = time.perf_counter()
+    # Cheap checks first, so a mistake costs no model loading.
+    llm.check_engine(config.llm)
+    tts.check_engine(config.tts)
+    stt.check_engine(config.stt)
+    spoken = [load_audio(path) for path in config.inputs]
+    past = read_transcript(config.resume) if config.resume else []
+    transcript = TranscriptWriter(config.transcript_path) if config.transcript_path else None
+    synthesizer = tts.make_synthesizer(config.tts, config.voice, config.rate) if config.speaks else None
+    sinks: list[AudioSink] = []
+    if synthesizer is not None:
+        if config.save_audio is not None:
+            sinks.append(make_sink("wav", str(config.save_audio)))
+        if config.play:
+            sinks.append(make_sink("device", config.output_device))
+    interactive = not config.text and not config.inputs
+    microphone: MicStream | None = None
+    recorder: MicRecorder | None = None
+    if interactive:
+        from talkgpt4all.audio.devices import MicRecorder, MicStream
+
+        if config.vad:
+            microphone = MicStream(config.input_device)
+        else:
+            recorder = MicRecorder(config.input_device)
+
+    transcriber = None
+    if not config.text:
+        status(f"Loading speech recognition (Whisper {config.whisper})…")
+        transcriber = stt.make_transcriber(config.stt, config.whisper_model, config.threads)
+    status("Loading the language model…")
+    settings = llm.LLMSettings(
+        config.model,
+        config.context,
+        config.threads,
+        config.seed,
+        gpu=config.platform.metal,
+        url=config.llm_url,
+        api_key=config.llm_api_key,
+        binary=config.binary,
+        binary_name=config.platform.binary,
+        context_shift=config.context_shift,
+    )
+    chat = llm.make_chat_model(config.llm, settings)
+
+    conversation = Conversation(config.system_prompt)
+    for turn in past:
+        if turn.reply:  # the same rule as a live turn: kept if anything was said
+            conversation.commit(turn.user, turn.reply, cut_off=turn.cut_off)
+    if config.resume:
+        status(f"Resuming the conversation in {config.resume}: {len(past)} turns so far.")
+    session = Session(
+        chat,
+        conversation,
+        TerminalDisplay(config.timings),
+        transcriber=transcriber,
+        synthesizer=synthesizer,
+        sinks=sinks,
+        transcript=transcript,
+        options=llm.GenerationOptions(config.max_tokens, config.temperature, config.seed),
+        language=config.language,
+        interruptible=interactive,
+        stream=config.stream,
+        turns_before=max((turn.turn for turn in past), default=0),
+    )
+    try:
+        session.warm_up()
+        ready = time.perf_counter() - started
+        log.info("ready in %.2f s (models loaded and warmed)", ready)
+        if config.timings:
+            print(f"⏱ ready in {ready:.2f} s", file=err)
+        if config.inputs:
+            return loops.run_inputs(session, spoken)
+        if config.text:
+            return loops.run_text(session, keys)
+        if config.vad:
+            from talkgpt4all.audio.vad import VadOptions
+
+            assert microphone is not None
+            options = VadOptions(silence_ms=config.silence_ms)
+            return loops.hands_free(session, microphone, options, keys, err, barge_in=config.barge_in)
+        assert recorder is not None
+        return loops.push_to_talk(session, recorder, keys, err)
+    finally:
+        session.close()

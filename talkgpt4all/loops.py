@@ -1,0 +1,387 @@
+"""The loops that feed turns to a Session: headless (--input files, --text lines) and interactive
+(push-to-talk, hands-free --vad), with the threads that read the keyboard and listen to the microphone.
+
+Every loop takes the streams it reads and writes as arguments, so a test drives it in process with
+scripted input. Each thread owns its shutdown (an Event and a join with a timeout) and hands its errors
+to the main loop instead of dying silently.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import IO, TYPE_CHECKING, Protocol
+
+from talkgpt4all.errors import DeviceError, ExitCode, one_line
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from talkgpt4all.audio import Recorder
+    from talkgpt4all.audio.vad import VadOptions
+    from talkgpt4all.pipeline import Session, TurnResult
+
+log = logging.getLogger("talkgpt4all")
+
+JOIN_TIMEOUT = 2.0  # seconds a thread gets to finish when the loop ends
+MIC_SILENT_TIMEOUT = 5.0  # seconds without a single block from the microphone: it has stopped working
+
+
+def decode_line(raw: bytes, number: int) -> str:
+    """A line of input as text. Bytes that are not UTF-8 become "�" with a warning, so the rest of
+    the line still counts; nothing is dropped silently."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        text = raw.decode("utf-8", errors="replace")
+        log.warning("line %d of the input is not valid UTF-8: the bytes that are not are shown as �", number)
+    return text.rstrip("\r\n")
+
+
+def numbered_lines(stream: IO[bytes]) -> Iterator[str]:
+    for number, raw in enumerate(iter(stream.readline, b""), 1):
+        yield decode_line(raw, number)
+
+
+# ---------------------------------------------------------------------------------------- headless
+
+
+def exit_code(results: Iterable[TurnResult | None]) -> int:
+    """Every turn runs, whatever happened to the ones before (as the whisper CLI does per file); the
+    exit code says whether any failed. Each failure was shown, and recorded in the transcript."""
+    ok = True
+    for result in results:
+        if result is not None and result.error:
+            ok = False
+    return ExitCode.OK if ok else ExitCode.ERROR
+
+
+def run_inputs(session: Session, spoken: list[np.ndarray]) -> int:
+    """--input: each file is a spoken turn, in order."""
+    return exit_code(session.hear(audio, time.perf_counter()) for audio in spoken)
+
+
+def run_text(session: Session, stream: IO[bytes]) -> int:
+    """--text: each line of stdin is a typed turn, until the end of input."""
+    return exit_code(
+        session.reply(line.strip(), time.perf_counter()) for line in numbered_lines(stream) if line.strip()
+    )
+
+
+# ---------------------------------------------------------------------------------------- events
+
+
+@dataclass(frozen=True)
+class Line:
+    """A line typed: text to send, or (empty) Enter."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class Utterance:
+    """Speech the listener cut out of the microphone stream, and when the speech ended."""
+
+    audio: np.ndarray
+    speech_end: float
+
+
+@dataclass(frozen=True)
+class EndOfInput:
+    """Ctrl-D, or a terminal that went away."""
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A listening thread died; the loop reports it and ends."""
+
+    error: BaseException
+
+
+Event = Line | Utterance | EndOfInput | Failure
+
+
+class Inbox:
+    """What the user does, in the order it happened: lines typed, utterances heard, the end of input."""
+
+    def __init__(self) -> None:
+        self._events: queue.Queue[Event] = queue.Queue()
+        self._ended = False
+
+    def put(self, event: Event) -> None:
+        self._events.put(event)
+
+    def get(self) -> Event:
+        """The next event. After the end of input, every call says so."""
+        while True:
+            if self._ended and self._events.empty():
+                return EndOfInput()
+            try:
+                event = self._events.get(timeout=0.1)  # short waits, so Ctrl-C gets through
+            except queue.Empty:
+                continue
+            if isinstance(event, EndOfInput):
+                self._ended = True
+            return event
+
+
+class Keyboard:
+    """Reads lines on its own thread into an inbox.
+
+    During a reply (inside `replying()`), Enter stops the reply, and a line of text stops it and
+    becomes the next turn. The end of input (Ctrl-D, or a closed terminal) stops a reply too, then
+    ends the loop: Ctrl-D anywhere quits.
+    """
+
+    def __init__(self, stream: IO[bytes], inbox: Inbox) -> None:
+        self.stream, self.inbox = stream, inbox
+        self._stop_reply: Callable[[], None] | None = None
+        self._thread = threading.Thread(target=self._read, name="keyboard", daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        try:
+            for text in numbered_lines(self.stream):
+                stop_reply = self._stop_reply
+                if stop_reply is None:
+                    self.inbox.put(Line(text))
+                    continue
+                stop_reply()
+                if text.strip():
+                    self.inbox.put(Line(text))
+        except (OSError, ValueError) as exc:  # EIO from a terminal that closed, or a closed stream
+            log.debug("keyboard input ended: %s", exc)
+        except Exception as exc:
+            self.inbox.put(Failure(exc))
+            return
+        stop_reply = self._stop_reply
+        if stop_reply is not None:
+            stop_reply()
+        self.inbox.put(EndOfInput())
+
+    @contextmanager
+    def replying(self, stop: Callable[[], None]) -> Iterator[None]:
+        """While inside, a line stops the reply (calling stop) instead of waiting to be read."""
+        self._stop_reply = stop
+        try:
+            yield
+        finally:
+            self._stop_reply = None
+
+
+class Segmenting(Protocol):
+    """Cuts audio blocks into utterances (audio.vad.Segmenter)."""
+
+    def feed(self, chunk: np.ndarray) -> np.ndarray | None: ...
+
+    def reset(self) -> None: ...
+
+
+class Microphone(Protocol):
+    """An always-open microphone (audio.devices.MicStream), as the listener uses it."""
+
+    def start(self) -> None: ...
+
+    def read(self, timeout: float = 0.1) -> np.ndarray | None: ...
+
+    def close(self) -> None: ...
+
+
+class Listener:
+    """Hands-free: cuts the microphone stream into utterances on its own thread, into the inbox.
+
+    While a reply plays, the speakers' own sound must not become a turn: without barge-in, that time
+    is deaf; with it, speech stops the reply (through on_start) and becomes the next turn.
+    """
+
+    def __init__(
+        self,
+        mic: Microphone,
+        options: VadOptions,
+        inbox: Inbox,
+        *,
+        barge_in: bool = False,
+        on_start: Callable[[bool], None] = lambda replying: None,
+        segmenter: Segmenting | None = None,
+    ) -> None:
+        from talkgpt4all.audio.vad import Segmenter
+
+        self.mic, self.inbox, self.barge_in = mic, inbox, barge_in
+        self.replying = threading.Event()
+        self._stopping = threading.Event()
+        self._segmenter: Segmenting = segmenter or Segmenter(
+            options, on_start=lambda: on_start(self.replying.is_set())
+        )
+        self._thread = threading.Thread(target=self._listen, name="listener", daemon=True)
+
+    def start(self) -> None:
+        self.mic.start()
+        self._thread.start()
+
+    def _listen(self) -> None:
+        segmenter = self._segmenter
+        last_sound = time.monotonic()
+        try:
+            while not self._stopping.is_set():
+                chunk = self.mic.read()
+                if chunk is None:
+                    if time.monotonic() - last_sound > MIC_SILENT_TIMEOUT:
+                        raise DeviceError(
+                            f"the microphone sent nothing for {MIC_SILENT_TIMEOUT:.0f} s: is it still "
+                            "connected? Check it (see --list-devices), then start again"
+                        )
+                    continue
+                last_sound = time.monotonic()
+                if self.replying.is_set() and not self.barge_in:
+                    segmenter.reset()
+                    continue
+                utterance = segmenter.feed(chunk)
+                if utterance is not None:
+                    self.inbox.put(Utterance(utterance, time.perf_counter()))
+        except BaseException as exc:
+            self.inbox.put(Failure(exc))
+
+    def stop(self) -> None:
+        self._stopping.set()
+        if self._thread.is_alive():
+            self._thread.join(JOIN_TIMEOUT)
+        try:
+            self.mic.close()
+        except Exception as exc:  # a device already gone cannot be closed cleanly; nothing is lost
+            log.debug("closing the microphone: %s", exc)
+
+
+# ---------------------------------------------------------------------------------------- interactive
+
+PROMPT = "Press Enter to talk (or type a message): "
+
+
+def _reply_to(session: Session, keyboard: Keyboard, event: Line | Utterance) -> None:
+    with keyboard.replying(session.stop):
+        if isinstance(event, Line):
+            session.reply(event.text.strip(), time.perf_counter())
+        else:
+            session.hear(event.audio, event.speech_end)
+
+
+def _failure(event: Failure) -> DeviceError:
+    error = event.error
+    if isinstance(error, DeviceError):
+        return error
+    return DeviceError(one_line(f"listening stopped ({type(error).__name__}: {error}): start again"))
+
+
+def push_to_talk(session: Session, recorder: Recorder, keys: IO[bytes], err: IO[str]) -> int:
+    """Enter starts and stops recording; a typed line is sent as text.
+
+    During a reply, Enter or Ctrl-C stops it, and a typed line stops it and is the next turn. Ctrl-C
+    or Ctrl-D at the prompt quits; Ctrl-D while recording quits too, dropping the recording.
+    """
+    inbox = Inbox()
+    keyboard = Keyboard(keys, inbox)
+    err.write(
+        "Ready. Press Enter, speak, then press Enter again. Enter or Ctrl-C stops a reply; Ctrl-D quits.\n"
+    )
+    pending: Line | None = None
+    while True:
+        if pending is None:
+            err.write(PROMPT)
+            err.flush()
+        event, pending = pending or inbox.get(), None
+        if isinstance(event, EndOfInput):
+            return ExitCode.OK
+        if isinstance(event, Failure):
+            raise _failure(event)
+        if not isinstance(event, Line) or event.text.strip():
+            _reply_to(session, keyboard, event)
+            continue
+        audio, speech_end, after = _record(recorder, inbox, err)
+        if isinstance(after, EndOfInput):
+            return ExitCode.OK
+        if isinstance(after, Failure):
+            raise _failure(after)
+        if isinstance(after, Line) and after.text.strip():
+            pending = after  # typed while recording: the next turn, after the spoken one
+        _reply_to(session, keyboard, Utterance(audio, speech_end))
+
+
+def _record(rec: Recorder, inbox: Inbox, err: IO[str]) -> tuple[np.ndarray, float, Event]:
+    """Record until the next line (or the end of input), with a live indicator. Returns the audio, when
+    speech ended, and the event that ended the recording."""
+    done = threading.Event()
+
+    def indicator() -> None:
+        while not done.wait(0.1):
+            try:
+                err.write(f"\r\x1b[31m●\x1b[0m Recording {rec.elapsed:4.1f} s (Enter to stop) ")
+                err.flush()
+            except (OSError, ValueError):
+                return
+
+    rec.start()
+    thread = threading.Thread(target=indicator, name="indicator", daemon=True)
+    thread.start()
+    try:
+        event = inbox.get()
+    finally:
+        speech_end = time.perf_counter()
+        done.set()
+        thread.join(JOIN_TIMEOUT)
+        audio = rec.stop()
+    err.write("\r\x1b[2K")
+    return audio, speech_end, event
+
+
+def hands_free(
+    session: Session,
+    mic: Microphone,
+    options: VadOptions,
+    keys: IO[bytes],
+    err: IO[str],
+    *,
+    barge_in: bool = False,
+) -> int:
+    """Turns start when the user speaks and end at a pause; a typed line is a turn too.
+
+    Enter or Ctrl-C stops a reply. Ctrl-D quits. If the microphone stops working, one line says so.
+    """
+    inbox = Inbox()
+
+    def speech_started(replying: bool) -> None:
+        if replying:
+            session.stop()  # barge-in: only reached with barge_in
+            return
+        try:
+            err.write("\r\x1b[2K\x1b[31m●\x1b[0m Hearing you…")
+            err.flush()
+        except (OSError, ValueError):
+            pass
+
+    listener = Listener(mic, options, inbox, barge_in=barge_in, on_start=speech_started)
+    listener.start()
+    try:
+        keyboard = Keyboard(keys, inbox)
+        err.write("Ready. Speak whenever you like; a pause ends your turn. Ctrl-C or Ctrl-D quits.\n")
+        while True:
+            err.write("\r\x1b[2K\x1b[32m●\x1b[0m Listening…")
+            err.flush()
+            event = inbox.get()
+            err.write("\r\x1b[2K")
+            if isinstance(event, EndOfInput):
+                return ExitCode.OK
+            if isinstance(event, Failure):
+                raise _failure(event)
+            if isinstance(event, Line) and not event.text.strip():
+                continue
+            listener.replying.set()
+            try:
+                _reply_to(session, keyboard, event)
+            finally:
+                listener.replying.clear()
+    finally:
+        listener.stop()

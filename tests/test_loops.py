@@ -1,0 +1,374 @@
+"""The interactive loops and their threads, driven in process with scripted keys and fake devices.
+
+Keys come through a real pipe, written by the test as a person types; the session uses fake engines
+(the pipeline's own logic is real). Each test would hang or fail without the fix it names.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+import numpy as np
+import pytest
+
+from fakes import FakeChat, FakeDisplay, FakeSink, FakeSynth, FakeTranscriber
+from talkgpt4all import loops
+from talkgpt4all.audio.vad import CHUNK, Segmenter, VadOptions
+from talkgpt4all.conversation import Conversation
+from talkgpt4all.errors import DeviceError, ExitCode
+from talkgpt4all.pipeline import Session
+
+SPEECH = (np.sin(np.arange(16000) / 5) * 0.3).astype(np.float32)
+
+
+class Keys:
+    """A pipe standing in for the keyboard: the loop reads one end, the test types into the other."""
+
+    def __init__(self) -> None:
+        read, self._write = os.pipe()
+        self.stream = os.fdopen(read, "rb", buffering=0)
+
+    def type(self, text: str) -> None:
+        os.write(self._write, text.encode())
+
+    def ctrl_d(self) -> None:
+        os.close(self._write)
+
+
+class FakeRecorder:
+    def __init__(self) -> None:
+        self.started = threading.Event()
+        self.stops = 0
+
+    def start(self) -> None:
+        self.started.set()
+
+    def stop(self) -> np.ndarray:
+        self.stops += 1
+        return SPEECH
+
+    @property
+    def elapsed(self) -> float:
+        return 1.0
+
+
+def make_session(chat: FakeChat, display: FakeDisplay, **kw: object) -> Session:
+    return Session(chat, Conversation("be brief"), display, interruptible=True, **kw)  # type: ignore[arg-type]
+
+
+def in_thread(target: Callable[[], int]) -> tuple[threading.Thread, list[object]]:
+    outcome: list[object] = []
+
+    def run() -> None:
+        try:
+            outcome.append(target())
+        except BaseException as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread, outcome
+
+
+def talk(session: Session, keys: io.RawIOBase | io.BufferedReader) -> tuple[threading.Thread, list[object]]:
+    """Push-to-talk on a thread, with keys from the stream and a fake recorder."""
+    return in_thread(lambda: loops.push_to_talk(session, FakeRecorder(), keys, io.StringIO()))  # type: ignore[arg-type]
+
+
+def finished(thread: threading.Thread, outcome: list[object], timeout: float = 10) -> object:
+    thread.join(timeout)
+    assert not thread.is_alive(), "the loop hung"
+    return outcome[0]
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "it never happened"
+        time.sleep(0.01)
+
+
+class GatedChat(FakeChat):
+    """The first reply streams until the gate opens (or the turn is stopped); later ones at once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.streaming = threading.Event()
+        self.gate = threading.Event()
+
+    def stream(self, messages, options) -> Iterator[str]:
+        if self.calls:
+            yield from super().stream(messages, options)
+            return
+        self.calls.append([dict(m) for m in messages])
+        yield "Once upon a time,"
+        self.streaming.set()
+        while not self.gate.wait(0.01):
+            yield " and then"
+
+
+def test_ctrl_d_while_recording_quits_cleanly():
+    keys, recorder, display = Keys(), FakeRecorder(), FakeDisplay()
+    chat = FakeChat()
+    session = make_session(chat, display, transcriber=FakeTranscriber("hello"))
+    err = io.StringIO()
+    thread, outcome = in_thread(lambda: loops.push_to_talk(session, recorder, keys.stream, err))
+    keys.type("\n")  # Enter: start talking
+    assert recorder.started.wait(5)
+    keys.ctrl_d()  # Ctrl-D while recording
+    assert finished(thread, outcome) == ExitCode.OK
+    assert recorder.stops == 1 and chat.calls == []  # the recording was dropped, nothing was sent
+
+
+def test_a_line_typed_during_a_reply_stops_it_and_is_the_next_turn():
+    keys, display = Keys(), FakeDisplay()
+    chat = GatedChat().enqueue("Second answer.")  # after the gated story
+    session = make_session(chat, display)
+    thread, outcome = in_thread(
+        lambda: loops.push_to_talk(session, FakeRecorder(), keys.stream, io.StringIO())
+    )
+    keys.type("tell me a story\n")
+    assert chat.streaming.wait(5)
+    keys.type("what is the capital of France?\n")  # typed while the story is told
+    wait_until(lambda: len(chat.calls) == 2)
+    keys.ctrl_d()
+    assert finished(thread, outcome) == ExitCode.OK
+    assert display.lines[0] == "You: tell me a story"
+    assert display.lines[1].startswith("AI: Once upon a time,") and display.lines[1].endswith("[interrupted]")
+    assert display.lines[2:] == ["You: what is the capital of France?", "AI: Second answer."]
+    assert chat.calls[1][-1] == {"role": "user", "content": "what is the capital of France?"}
+
+
+def test_enter_during_a_reply_only_stops_it():
+    keys, display = Keys(), FakeDisplay()
+    chat = GatedChat()
+    session = make_session(chat, display)
+    thread, outcome = in_thread(
+        lambda: loops.push_to_talk(session, FakeRecorder(), keys.stream, io.StringIO())
+    )
+    keys.type("tell me a story\n")
+    assert chat.streaming.wait(5)
+    keys.type("\n")
+    wait_until(lambda: any("[interrupted]" in line for line in display.lines))
+    keys.ctrl_d()
+    assert finished(thread, outcome) == ExitCode.OK
+    assert len(chat.calls) == 1  # Enter was not taken as "start recording" after the stop
+
+
+def test_ctrl_d_during_a_reply_stops_it_and_quits():
+    keys, display = Keys(), FakeDisplay()
+    chat = GatedChat()
+    session = make_session(chat, display)
+    thread, outcome = in_thread(
+        lambda: loops.push_to_talk(session, FakeRecorder(), keys.stream, io.StringIO())
+    )
+    keys.type("tell me a story\n")
+    assert chat.streaming.wait(5)
+    keys.ctrl_d()
+    assert finished(thread, outcome) == ExitCode.OK
+    assert display.lines[-1].endswith("[interrupted]")
+
+
+def test_enter_during_speech_recognition_cancels_the_turn():
+    keys, display, chat = Keys(), FakeDisplay(), FakeChat().enqueue("never said")
+    transcribing, release = threading.Event(), threading.Event()
+
+    class SlowEars(FakeTranscriber):
+        def transcribe(self, audio, language=None):
+            transcribing.set()
+            release.wait(5)
+            return super().transcribe(audio, language)
+
+    session = make_session(chat, display, transcriber=SlowEars("what is the capital of France"))
+    thread, outcome = in_thread(
+        lambda: loops.push_to_talk(session, FakeRecorder(), keys.stream, io.StringIO())
+    )
+    keys.type("\n")  # start talking
+    keys.type("\n")  # done talking: speech recognition starts
+    assert transcribing.wait(5)
+    keys.type("\n")  # Enter while it is being transcribed: the user takes it back
+    time.sleep(0.2)  # the keyboard thread reads the key (there is no event to wait on: it must not act)
+    release.set()
+    wait_until(lambda: any("[interrupted]" in line for line in display.lines))
+    keys.ctrl_d()
+    assert finished(thread, outcome) == ExitCode.OK
+    assert chat.calls == []  # the model was never asked
+    assert session.conversation.turns == []
+
+
+def test_a_keyboard_that_fails_with_eio_ends_the_loop_quietly(capsys):
+    class ClosedTerminal(io.RawIOBase):
+        def readable(self) -> bool:
+            return True
+
+        def readinto(self, buffer) -> int:
+            raise OSError(5, "Input/output error")  # what reading a closed terminal gives
+
+    hook_calls: list[object] = []
+    saved = threading.excepthook
+    threading.excepthook = hook_calls.append
+    try:
+        session = make_session(FakeChat(), FakeDisplay())
+        stream = io.BufferedReader(ClosedTerminal())
+        thread, outcome = in_thread(
+            lambda: loops.push_to_talk(session, FakeRecorder(), stream, io.StringIO())
+        )
+        assert finished(thread, outcome) == ExitCode.OK
+    finally:
+        threading.excepthook = saved
+    assert hook_calls == []  # no "Exception in thread keyboard"
+
+
+def test_invalid_utf8_is_kept_with_a_replacement_and_a_warning(caplog):
+    chat, display = FakeChat().enqueue("Yes.", "No."), FakeDisplay()
+    session = Session(chat, Conversation("s"), display)
+    code = loops.run_text(session, io.BytesIO(b"caf\xe9 please\n\xe4\xb8\xad\xe6\x96\x87\n"))
+    assert code == ExitCode.OK
+    assert display.lines[0] == "You: caf� please" and display.lines[2] == "You: 中文"
+    assert "line 1 of the input is not valid UTF-8" in caplog.text
+
+
+def test_headless_goes_on_after_a_failed_turn_and_exits_1():
+    chat, display = FakeChat().enqueue("First.", "Third."), FakeDisplay()
+    session = Session(chat, Conversation("s"), display)
+    code = loops.run_text(session, io.BytesIO(b"one\n" + b"word " * 2000 + b"\nthree\n"))
+    assert code == ExitCode.ERROR
+    assert [line for line in display.lines if line.startswith("You")][-1] == "You: three"
+    assert len(display.errors) == 1 and "too long" in display.errors[0]
+
+
+# ------------------------------------------------------------------ hands-free: the listener thread
+
+
+def loud(seconds: float) -> np.ndarray:
+    return (np.sin(np.arange(int(seconds * 16000)) / 3) * 0.5).astype(np.float32)
+
+
+class FakeMic:
+    """Hands out CHUNK-sample blocks from a script, then silence, or fails as told."""
+
+    def __init__(self, audio: np.ndarray | None = None, fail: BaseException | None = None) -> None:
+        self.audio = audio if audio is not None else np.zeros(0, np.float32)
+        self.fail, self.position, self.closed = fail, 0, False
+        self.silent = False  # True: a device that stopped sending anything
+
+    def start(self) -> None:
+        pass
+
+    def read(self, timeout: float = 0.1) -> np.ndarray | None:
+        if self.fail is not None:
+            raise self.fail
+        if self.silent:
+            time.sleep(timeout)
+            return None
+        time.sleep(0.001)
+        chunk = self.audio[self.position : self.position + CHUNK]
+        self.position += CHUNK
+        return chunk if len(chunk) == CHUNK else np.zeros(CHUNK, np.float32)
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def energy_vad(chunk: np.ndarray) -> float:
+    return 1.0 if float(np.abs(chunk).max()) > 0.1 else 0.0
+
+
+def hands_free(session: Session, mic: FakeMic, keys: Keys, monkeypatch: pytest.MonkeyPatch):
+    import talkgpt4all.audio.vad as vad
+
+    original = vad.Segmenter
+
+    def with_energy_vad(options, on_start=None):
+        return original(options, vad=energy_vad, on_start=on_start)
+
+    monkeypatch.setattr(vad, "Segmenter", with_energy_vad)
+    return in_thread(
+        lambda: loops.hands_free(session, mic, VadOptions(silence_ms=200), keys.stream, io.StringIO())
+    )
+
+
+def listener_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "listener" and t.is_alive()]
+
+
+def test_hands_free_an_utterance_is_a_turn_and_ctrl_d_quits_leaving_no_thread(monkeypatch):
+    chat, display, keys = FakeChat().enqueue("Paris."), FakeDisplay(), Keys()
+    session = make_session(chat, display, transcriber=FakeTranscriber("capital of France?"))
+    mic = FakeMic(np.concatenate([np.zeros(8000, np.float32), loud(1.0)]))
+    thread, outcome = hands_free(session, mic, keys, monkeypatch)
+    wait_until(lambda: "AI: Paris." in display.lines)
+    keys.ctrl_d()
+    assert finished(thread, outcome) == ExitCode.OK
+    assert mic.closed and listener_threads() == []
+
+
+def test_hands_free_a_dying_listener_ends_the_loop_with_one_error(monkeypatch):
+    session = make_session(FakeChat(), FakeDisplay(), transcriber=FakeTranscriber("x"))
+    mic = FakeMic(fail=OSError(19, "No such device"))
+    thread, outcome = hands_free(session, mic, Keys(), monkeypatch)
+    error = finished(thread, outcome)
+    assert isinstance(error, DeviceError) and "No such device" in str(error)
+    assert listener_threads() == []
+
+
+def test_hands_free_a_microphone_that_goes_silent_is_reported(monkeypatch):
+    monkeypatch.setattr(loops, "MIC_SILENT_TIMEOUT", 0.3)
+    session = make_session(FakeChat(), FakeDisplay(), transcriber=FakeTranscriber("x"))
+    mic = FakeMic()
+    mic.silent = True
+    thread, outcome = hands_free(session, mic, Keys(), monkeypatch)
+    error = finished(thread, outcome)
+    assert isinstance(error, DeviceError) and "microphone sent nothing" in str(error)
+
+
+def test_hands_free_a_typed_line_is_a_turn(monkeypatch):
+    chat, display, keys = FakeChat().enqueue("Hello!"), FakeDisplay(), Keys()
+    session = make_session(chat, display, transcriber=FakeTranscriber("x"))
+    thread, outcome = hands_free(session, FakeMic(), keys, monkeypatch)
+    keys.type("hi there\n")
+    wait_until(lambda: "AI: Hello!" in display.lines)
+    keys.ctrl_d()
+    assert finished(thread, outcome) == ExitCode.OK
+
+
+def test_barge_in_stops_the_reply_and_the_speech_is_the_next_turn(monkeypatch):
+    chat, display, keys = GatedChat(), FakeDisplay(), Keys()
+    chat.enqueue("Paris.")
+    sink = FakeSink(play_seconds=30)
+    session = make_session(
+        chat,
+        display,
+        transcriber=FakeTranscriber("capital of France?"),
+        synthesizer=FakeSynth(),
+        sinks=[sink],
+    )
+    # The user starts to speak, waits for the reply, then talks over it.
+    mic = FakeMic(np.concatenate([loud(0.6), np.zeros(16000 * 2, np.float32), loud(0.6)]))
+    import talkgpt4all.audio.vad as vad
+
+    original = vad.Segmenter
+    monkeypatch.setattr(
+        vad, "Segmenter", lambda o, on_start=None: original(o, vad=energy_vad, on_start=on_start)
+    )
+    thread, outcome = in_thread(
+        lambda: loops.hands_free(
+            session, mic, VadOptions(silence_ms=200), keys.stream, io.StringIO(), barge_in=True
+        )
+    )
+    wait_until(lambda: len(display.lines) >= 3)  # the next turn has begun
+    keys.ctrl_d()
+    assert finished(thread, outcome) == ExitCode.OK
+    assert display.lines[1].endswith("[interrupted]") and display.lines[2] == "You: capital of France?"
+    assert chat.calls[1][-1] == {"role": "user", "content": "capital of France?"}
+
+
+def test_a_segmenter_sees_real_chunks():
+    # The listener hands the segmenter CHUNK-sample blocks (its VAD's window); a sanity check of the fake.
+    seg = Segmenter(VadOptions(silence_ms=200), vad=energy_vad)
+    found = seg.feed_all(np.concatenate([loud(0.5), np.zeros(16000, np.float32)]))
+    assert len(found) == 1
