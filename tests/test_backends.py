@@ -313,3 +313,81 @@ def test_binary_server_never_outlives_the_program(tmp_path: Path, sig: signal.Si
     while set(server_processes()) - before and time.monotonic() < deadline:
         time.sleep(0.1)
     assert set(server_processes()) == before, f"llama-server outlived the program ({sig.name})"
+
+
+class _Utf8Server(http.server.BaseHTTPRequestHandler):
+    """Streams a reply in accented Latin and Chinese, as llama-server does: "text/event-stream" with no
+    charset (so a client that trusts HTTP's default decodes it as ISO-8859-1), split mid-character
+    across writes. The last event carries llama-server's timings."""
+
+    status = 200
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers["Content-Length"]))
+        if self.status != 200:
+            self.send_response(self.status)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(json.dumps({"error": {"message": "model crashed"}}).encode())
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.end_headers()
+        words = ["Café", " naïve", " résumé.", " 你好，", "世界。"]
+        body = b""
+        for i, word in enumerate(words):
+            last = i == len(words) - 1
+            event = {"choices": [{"delta": {"content": word}, "finish_reason": "stop" if last else None}]}
+            if last:
+                event["timings"] = {"prompt_n": 7, "cache_n": 40}
+            body += f"data: {json.dumps(event, ensure_ascii=False)}\n\n".encode()
+        body += b"data: [DONE]\n\n"
+        for start in range(0, len(body), 5):  # small writes: characters split across packets
+            self.wfile.write(body[start : start + 5])
+            self.wfile.flush()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def _serve(handler: type[http.server.BaseHTTPRequestHandler]) -> http.server.ThreadingHTTPServer:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def test_openai_non_ascii_replies_arrive_intact(tmp_path: Path):
+    server = _serve(_Utf8Server)
+    log = tmp_path / "t.jsonl"
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/v1"
+        run = run_chat(
+            "--llm", "openai", "--llm-url", url, "--model", "m", "--text", "--no-play",
+            "--transcript", str(log), stdin="Répète: café naïve résumé, 你好世界\n",
+        )  # fmt: skip
+    finally:
+        server.shutdown()
+    assert run.returncode == 0, run.stderr
+    assert reply_line(run.stdout) == "Café naïve résumé. 你好，世界。"
+    turn = json.loads(log.read_text())
+    assert (
+        turn["reply"] == "Café naïve résumé. 你好，世界。"
+        and turn["user"] == "Répète: café naïve résumé, 你好世界"
+    )
+    assert turn["prompt_evaluated"] == 7  # what the server said it computed
+
+
+def test_openai_server_error_500_is_one_clear_line():
+    class Failing(_Utf8Server):
+        status = 500
+
+    server = _serve(Failing)
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/v1"
+        run = run_chat(
+            "--llm", "openai", "--llm-url", url, "--model", "m", "--text", "--no-play", stdin="hi\n"
+        )
+    finally:
+        server.shutdown()
+    assert run.returncode == 1 and len(run.stderr_lines) == 1, run.stderr
+    assert "answered 500 model crashed" in run.stderr

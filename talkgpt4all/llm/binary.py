@@ -21,6 +21,7 @@ from talkgpt4all.config import BIN_DIR
 from talkgpt4all.conversation import Message
 from talkgpt4all.errors import MissingDependencyError, ModelError
 from talkgpt4all.llm import GenerationOptions, LLMSettings
+from talkgpt4all.llm.llama_cpp import REUSE_MIN_TOKENS
 from talkgpt4all.llm.remote import LLMServerError, OpenAIChatModel
 from talkgpt4all.models import cache_dir, resolve_gguf
 
@@ -64,9 +65,16 @@ def _die_with_parent() -> None:
 class LlamaServer:
     """One llama-server child process."""
 
-    def __init__(self, binary: Path, model: Path, context: int, threads: int | None, gpu: bool) -> None:
+    def __init__(
+        self, binary: Path, model: Path, context: int, threads: int | None, gpu: bool, reuse: bool = True
+    ) -> None:
         self.binary, self.model = binary, model
-        self.args = ["-c", str(context), "--n-gpu-layers", "999" if gpu else "0"]
+        # One slot: one conversation, with the whole context and the whole prompt cache to itself.
+        self.args = ["-c", str(context), "--n-gpu-layers", "999" if gpu else "0", "-np", "1"]
+        if reuse:
+            # Shift cached chunks past the turns dropped from the history, as our in-process back end
+            # does, instead of computing everything after the system prompt again.
+            self.args += ["--cache-reuse", str(REUSE_MIN_TOKENS)]
         if threads:
             self.args += ["-t", str(threads)]
         self.process: subprocess.Popen[bytes] | None = None
@@ -150,9 +158,12 @@ class BinaryChatModel:
     def __init__(self, settings: LLMSettings) -> None:
         binary = find_binary(settings.binary, settings.binary_name)
         model = resolve_gguf(settings.model)
-        self.server = LlamaServer(binary, model, settings.context, settings.threads, settings.gpu)
+        self.server = LlamaServer(
+            binary, model, settings.context, settings.threads, settings.gpu, reuse=settings.context_shift
+        )
         self.server.start()
         self.context_size = settings.context
+        self.shifts_context = settings.context_shift
         self.client = OpenAIChatModel(f"{self.server.url}/v1", model=model.name, context=settings.context)
         log.info("language model: %s through %s", model.name, binary.name)
 
@@ -192,5 +203,10 @@ class BinaryChatModel:
             self._ensure_running()
             yield from self.client.stream(messages, options)
 
+    @property
+    def last_evaluated(self) -> int | None:
+        return self.client.last_evaluated
+
     def close(self) -> None:
+        self.client.close()
         self.server.stop()

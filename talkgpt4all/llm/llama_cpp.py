@@ -22,6 +22,9 @@ CHATML = (
     "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
 )
 GGUF_MAGIC = b"GGUF"
+# The shortest run of cached tokens worth shifting into place (llama-server's --cache-reuse N): long
+# enough that a chance match of a few common tokens is not mistaken for a kept turn.
+REUSE_MIN_TOKENS = 32
 
 
 @contextlib.contextmanager
@@ -92,6 +95,14 @@ class LlamaCppChatModel:
             bos_token=model.token_get_text(bos) if bos != -1 else "",
             stop_token_ids=[eos],
         )
+        from llama_cpp import llama_cpp as lib
+
+        self._lib = lib
+        memory = getattr(self.llm._ctx, "memory", None)
+        self.shifts_context = bool(
+            settings.context_shift and memory is not None and lib.llama_memory_can_shift(memory)
+        )
+        self.last_evaluated: int | None = None
         log.info("language model: %s (context %d tokens)", path.name, self.context_size)
 
     def _prompt(self, messages: list[Message]) -> tuple[list[int], Any]:
@@ -104,9 +115,53 @@ class LlamaCppChatModel:
     def count_tokens(self, messages: list[Message]) -> int:
         return len(self._prompt(messages)[0])
 
+    def _evaluated_so_far(self) -> int:
+        """Prompt tokens llama.cpp has computed in this context, by its own count."""
+        return int(self._lib.llama_perf_context(self.llm._ctx.ctx).n_p_eval)
+
+    def _reuse_cache(self, tokens: list[int]) -> None:
+        """Shift the cached tokens of the last prompt into place for this one, as llama-server's
+        --cache-reuse does, so that only new tokens are computed.
+
+        When the oldest turns are dropped to fit the context, everything after the system prompt
+        moves. llama-cpp-python reuses only an unchanged beginning, so every later turn would compute
+        the whole history again. Here the dropped turns' tokens are removed from the KV cache and the
+        positions of the turns after them shifted down (llama.cpp re-rotates their keys), and the
+        token list llama-cpp-python compares against is kept in step with the cache.
+        """
+        llm = self.llm
+        cached: list[int] = llm.input_ids[: llm.n_tokens].tolist()
+        head_p = 0  # the prompt's next token to place
+        while head_p < min(len(cached), len(tokens)) and cached[head_p] == tokens[head_p]:
+            head_p += 1
+        head_c, moved = head_p, False  # head_c: the cache's next token to consider
+        while head_c < len(cached) and head_p < len(tokens):
+            run = 0
+            while (
+                head_c + run < len(cached)
+                and head_p + run < len(tokens)
+                and cached[head_c + run] == tokens[head_p + run]
+            ):
+                run += 1
+            if run < REUSE_MIN_TOKENS:
+                head_c += 1
+                continue
+            llm._ctx.kv_cache_seq_rm(0, head_p, head_c)
+            llm._ctx.kv_cache_seq_shift(0, head_c, head_c + run, head_p - head_c)
+            llm.input_ids[head_p : head_p + run] = cached[head_c : head_c + run]
+            head_c, head_p, moved = head_c + run, head_p + run, True
+        if moved:
+            # generate() now finds these head_p tokens cached, drops what is left after them, and
+            # computes only the rest of the prompt.
+            llm.n_tokens = head_p
+
     def stream(self, messages: list[Message], options: GenerationOptions) -> Iterator[str]:
         tokens, result = self._prompt(messages)
         stop = result.stop if isinstance(result.stop, list) else [result.stop] if result.stop else []
+        if self.shifts_context:
+            self._reuse_cache(tokens)
+        evaluated_before = self._evaluated_so_far()
+        self.last_evaluated = None
         chunks = self.llm.create_completion(
             prompt=tokens,
             max_tokens=options.max_tokens,
@@ -125,3 +180,7 @@ class LlamaCppChatModel:
             close = getattr(chunks, "close", None)
             if close:
                 close()
+            self.last_evaluated = self._evaluated_so_far() - evaluated_before
+
+    def close(self) -> None:
+        self.llm.close()

@@ -37,14 +37,37 @@ def estimate_tokens(messages: list[Message]) -> int:
     return total
 
 
+def evaluated_tokens(event: dict[str, Any]) -> int | None:
+    """Prompt tokens the server computed for this reply, from the last event of its stream: llama-server
+    says so in "timings"; OpenAI-style servers give "usage" with the cached part. None when not said."""
+    timings = event.get("timings")
+    if isinstance(timings, dict) and isinstance(timings.get("prompt_n"), int):
+        return int(timings["prompt_n"])
+    usage = event.get("usage")
+    if isinstance(usage, dict) and isinstance(usage.get("prompt_tokens"), int):
+        details = usage.get("prompt_tokens_details") or {}
+        cached = details.get("cached_tokens") if isinstance(details, dict) else None
+        return int(usage["prompt_tokens"]) - (cached if isinstance(cached, int) else 0)
+    return None
+
+
 class OpenAIChatModel:
-    """Streams /v1/chat/completions over HTTP (server-sent events)."""
+    """Streams /v1/chat/completions over HTTP (server-sent events).
+
+    What the server keeps between turns is up to it. Most (llama-server, ollama) reuse the prompt's
+    unchanged beginning; when old turns are dropped from the history, everything after the system
+    prompt changes and is computed again. So this back end does not claim to shift its context: the
+    history is trimmed in large steps (to half the budget), which makes that re-evaluation rare.
+    """
+
+    shifts_context = False
 
     def __init__(self, url: str, model: str | None = None, api_key: str | None = None, context: int = 4096):
         import requests
 
         self.url = url.rstrip("/")
         self.context_size = context
+        self.last_evaluated: int | None = None
         self._http = requests.Session()
         if api_key:
             self._http.headers["Authorization"] = f"Bearer {api_key}"
@@ -73,6 +96,8 @@ class OpenAIChatModel:
                 raise LLMServerError(
                     f"the LLM server at {self.url} did not answer in time: is it overloaded?"
                 ) from exc
+            except requests.RequestException as exc:  # a URL requests cannot use, and the like
+                raise LLMServerError(f"cannot ask the LLM server at {url} ({exc}): check --llm-url") from exc
         if response.status_code >= 400:
             raise LLMServerError(self._describe_error(response))
         return response
@@ -110,16 +135,26 @@ class OpenAIChatModel:
         }
         if options.seed >= 0:
             body["seed"] = options.seed
+        self.last_evaluated = None
         response = self.request("POST", "/chat/completions", json=body, stream=True)
         finished = False  # a finish_reason was sent: the reply is whole even without "[DONE]"
         try:
-            for line in response.iter_lines(decode_unicode=True):
-                if not line or not line.startswith("data:"):
+            # Bytes, decoded here: server-sent events are UTF-8 by definition, but a server that says
+            # only "text/event-stream" would be decoded by requests as ISO-8859-1 (café -> cafÃ©).
+            for raw in response.iter_lines():
+                line = raw.decode("utf-8", errors="replace")
+                if not line.startswith("data:"):
                     continue
                 payload = line[len("data:") :].strip()
                 if payload == "[DONE]":
                     return
-                choices = json.loads(payload).get("choices") or []
+                event = json.loads(payload)
+                if not isinstance(event, dict):
+                    raise json.JSONDecodeError("not an object", payload, 0)
+                evaluated = evaluated_tokens(event)
+                if evaluated is not None:
+                    self.last_evaluated = evaluated
+                choices = event.get("choices") or []
                 text = (choices[0].get("delta") or {}).get("content") if choices else None
                 finished = finished or bool(choices and choices[0].get("finish_reason"))
                 if text:
@@ -135,9 +170,12 @@ class OpenAIChatModel:
             raise LLMServerError(
                 f"the LLM server at {self.url} stopped sending (timed out) mid-reply"
             ) from exc
-        except json.JSONDecodeError as exc:
+        except (json.JSONDecodeError, AttributeError, TypeError) as exc:  # not JSON, or not shaped as one
             raise LLMServerError(
                 f"the LLM server at {self.url} sent something that is not a chat stream"
             ) from exc
         finally:
             response.close()
+
+    def close(self) -> None:
+        self._http.close()
