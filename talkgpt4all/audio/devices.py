@@ -6,6 +6,7 @@ import logging
 import queue
 import sys
 import threading
+import time
 from types import ModuleType
 from typing import Any
 
@@ -212,23 +213,27 @@ class MicStream(_Microphone):
 
 
 OUTPUT_LATENCY = 0.08  # seconds; PortAudio's "low" (9 ms on PulseAudio) underruns under load
+STALL_SECONDS = 2.0  # the device took no audio for this long while some waited: it stopped playing
 
 
 class SpeakerSink:
     """Plays replies on an output device through one open stream, so sentences follow without gaps.
 
     write() returns once its audio has been handed to the device; stop() silences it at once, from
-    any thread: the queued samples are dropped, and the device plays only what it already holds.
+    any thread: the queued samples are dropped, and the device plays only what it already holds. A
+    device that stops taking audio (unplugged, a sound server that hangs) is a DeviceError within
+    STALL_SECONDS, never a write that waits forever.
     """
 
     def __init__(self, device: str | None = None) -> None:
         self._sd = sounddevice()
         self.device = find_device(device, "output")
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # guards _queued, _stopped and _taken, shared with the callback
         self._queued = np.zeros(0, np.float32)
+        self._stopped = False
+        self._taken = 0  # frames the device has asked for so far: it is alive while this grows
         self._drained = threading.Event()
         self._drained.set()
-        self._stopped = threading.Event()
         self._stream: Any = None
         self._rate = 0
 
@@ -238,6 +243,7 @@ class SpeakerSink:
             outdata[:n, 0] = self._queued[:n]
             outdata[n:, 0] = 0.0
             self._queued = self._queued[n:]
+            self._taken += frames
             if not len(self._queued):
                 self._drained.set()
 
@@ -258,6 +264,7 @@ class SpeakerSink:
             )
             self._stream.start()
         except self._sd.PortAudioError as exc:
+            self._stream = None
             raise DeviceError(f"cannot play on the speaker: {exc}: check --output-device") from exc
         self._rate = rate
 
@@ -267,18 +274,34 @@ class SpeakerSink:
         self._ensure_stream(sample_rate)
 
     def begin_reply(self, turn: int) -> None:
-        self._stopped.clear()
+        with self._lock:
+            self._stopped = False
+            self._queued = np.zeros(0, np.float32)  # nothing of an earlier reply plays in this one
+            self._drained.set()
 
     def write(self, audio: Audio) -> None:
-        if self._stopped.is_set():
-            return
         self._ensure_stream(audio.sample_rate)
         with self._lock:
+            if self._stopped:
+                return
             self._queued = np.concatenate([self._queued, audio.samples.astype(np.float32, copy=False)])
             self._drained.clear()
+            taken = self._taken
+        since = time.monotonic()
         while not self._drained.wait(0.02):
-            if self._stopped.is_set():
-                return
+            with self._lock:
+                if self._stopped:
+                    return
+                progressed, taken = self._taken != taken, self._taken
+            if progressed:
+                since = time.monotonic()
+            elif time.monotonic() - since > STALL_SECONDS:
+                self.stop()
+                self.close()  # reopened at the next reply, in case the device comes back
+                raise DeviceError(
+                    f"the speaker stopped playing (took no audio for {STALL_SECONDS:.0f} s): "
+                    "is it still connected? Check it, pick another with --output-device, or use --no-play"
+                )
 
     def end_reply(self) -> None:
         # The stream stays open between replies (it plays silence): closing it could cut off what the
@@ -286,13 +309,16 @@ class SpeakerSink:
         pass
 
     def stop(self) -> None:
-        self._stopped.set()
         with self._lock:
+            self._stopped = True
             self._queued = np.zeros(0, np.float32)
             self._drained.set()
 
     def close(self) -> None:
-        if self._stream is not None:
-            self._stream.stop()
-            self._stream.close()
-            self._stream = None
+        stream, self._stream = self._stream, None
+        if stream is not None:
+            try:
+                stream.stop()
+                stream.close()
+            except self._sd.PortAudioError as exc:  # a device already gone cannot be stopped cleanly
+                log.debug("closing the speaker: %s", exc)

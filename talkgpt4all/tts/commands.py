@@ -28,7 +28,15 @@ TIMEOUT = 60  # seconds for one sentence; a hung speech command must not hang th
 
 def _run(argv: list[str], text: str) -> bytes:
     try:
-        done = subprocess.run(argv, input=text.encode("utf-8"), capture_output=True, timeout=TIMEOUT)
+        done = subprocess.run(
+            argv,
+            input=text.encode("utf-8"),
+            capture_output=True,
+            timeout=TIMEOUT,
+            # Its own session: Ctrl-C at the terminal reaches only us (we stop the reply, then end the
+            # command), not the command itself, which would die of it and report "exited with -2".
+            start_new_session=True,
+        )
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise SpeechError(f"{Path(argv[0]).name} failed ({exc}): try another --tts, or --tts none") from exc
     if done.returncode != 0:
