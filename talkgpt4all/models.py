@@ -38,6 +38,39 @@ def cache_dir() -> Path:
     return Path(os.environ.get("TALKGPT4ALL_CACHE") or user_cache_dir("talkgpt4all"))
 
 
+HUB_TIMEOUT = 5.0  # seconds to reach the Hugging Face Hub before saying it is unreachable
+
+
+def hub_unavailable(path: str) -> str | None:
+    """Why this file (e.g. "owner/repo/resolve/main/x.gguf") cannot be had from the Hugging Face Hub, or
+    None when the Hub has it. One quick try: huggingface_hub itself retries for about 25 s, printing a
+    line at each try, before it gives up on a machine that is offline."""
+    import requests
+    from huggingface_hub import constants
+
+    url = f"{constants.ENDPOINT.rstrip('/')}/{path}"
+    try:
+        response = requests.head(url, timeout=HUB_TIMEOUT, allow_redirects=False)
+    except requests.RequestException as exc:
+        cause = exc.__cause__ or exc.__context__ or exc
+        reason = getattr(cause, "reason", None) or cause
+        return f"the Hugging Face Hub ({constants.ENDPOINT}) is unreachable: {type(exc).__name__}: {reason}"
+    if response.status_code in (401, 403, 404):
+        return f"the Hub has no such file (HTTP {response.status_code}; or the repository is private)"
+    return None
+
+
+def _download_failure(exc: Exception) -> str:
+    """What a failed Hub download means, in a few words."""
+    from huggingface_hub import errors
+
+    if isinstance(exc, errors.RepositoryNotFoundError):
+        return "no such repository on the Hugging Face Hub (or it is private)"
+    if isinstance(exc, errors.EntryNotFoundError):
+        return "no such file in that repository"
+    return f"{type(exc).__name__}: {exc}"
+
+
 def _looks_like_path(spec: str) -> bool:
     """Whether spec was meant as a file system path rather than a model name."""
     return spec.startswith((".", "~", "/", "\\")) or "\\" in spec or Path(spec).is_absolute()
@@ -82,8 +115,12 @@ def _assemble_base() -> Path | None:
     return target
 
 
-def resolve_whisper(spec: str) -> Path:
-    """A CTranslate2 Whisper model folder for a size name ("base", "tiny.en", ...), repo id or path."""
+def resolve_whisper(spec: str, explicit: bool = True) -> Path:
+    """A CTranslate2 Whisper model folder for a size name ("base", "tiny.en", ...), repo id or path.
+
+    A model the user named is used or the reason it cannot be is an error; only the default may fall
+    back to a starter model when it cannot be downloaded.
+    """
     path = Path(spec).expanduser()
     if _looks_like_path(spec) or path.is_dir():
         if (path / "model.bin").is_file():
@@ -110,18 +147,24 @@ def resolve_whisper(spec: str) -> Path:
     starter = starter_whisper(spec)
     if starter:
         return starter
-    log.warning("downloading Whisper %s to the Hugging Face cache (once)", spec)
-    try:
-        return Path(download_model(spec))
-    except Exception as exc:
-        fallback = starter_whisper("base") or starter_whisper("tiny.en")
-        if fallback is None:
-            raise ModelError(
-                f"cannot download Whisper {spec!r} ({type(exc).__name__}): connect to the internet once, "
-                "or pass --whisper-model PATH to a faster-whisper model folder"
-            ) from exc
-        log.warning("cannot download Whisper %s (offline?); using the starter model %s", spec, fallback.name)
-        return fallback
+    from faster_whisper.utils import _MODELS
+
+    repo = _MODELS.get(spec, spec)
+    reason = hub_unavailable(f"{repo}/resolve/main/model.bin")
+    if reason is None:
+        log.warning("downloading Whisper %s to the Hugging Face cache (once)", spec)
+        try:
+            return Path(download_model(spec))
+        except Exception as exc:
+            reason = _download_failure(exc)
+    fallback = None if explicit else starter_whisper("base") or starter_whisper("tiny.en")
+    if fallback is None:
+        raise ModelError(
+            f"cannot download Whisper {spec!r} ({reason}): connect to the internet once, "
+            "or pass --whisper-model PATH to a faster-whisper model folder"
+        )
+    log.warning("cannot download Whisper %s (%s); using the starter model %s", spec, reason, fallback.name)
+    return fallback
 
 
 # ---------------------------------------------------------------- GGUF language models
@@ -198,11 +241,19 @@ def resolve_gguf(spec: str | None) -> Path:
         return Path(hf_hub_download(repo_id, filename, local_files_only=True))
     except Exception:
         pass
-    log.warning("downloading %s from %s to the Hugging Face cache (once)", filename, repo_id)
-    try:
-        return Path(hf_hub_download(repo_id, filename))  # shows a progress bar
-    except Exception as exc:
-        return _use_starter(f"cannot download {spec} ({type(exc).__name__}; offline?)")
+    # The user named this model: it is used, or the reason it cannot be is an error. Answering with
+    # another model (the starter) would be a silent swap.
+    reason = hub_unavailable(f"{repo_id}/resolve/main/{filename}")
+    if reason is None:
+        log.warning("downloading %s from %s to the Hugging Face cache (once)", filename, repo_id)
+        try:
+            return Path(hf_hub_download(repo_id, filename))  # shows a progress bar
+        except Exception as exc:
+            reason = _download_failure(exc)
+    raise ModelError(
+        f"cannot download --model {spec} ({reason}): connect to the internet once, "
+        "or put the .gguf file in models/ and pass its name"
+    )
 
 
 def gpt4all_models_dir() -> Path:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -11,10 +12,15 @@ import pytest
 
 from conftest import run_chat, speak_to_file
 
+# The starter model by name: without it, its "no model in models/" notice is a line on stderr.
+STARTER = ("--model", "smollm2")
 
-def one_line_error(*args: str, env: dict[str, str] | None = None, stdin: str = "hello\n") -> str:
+
+def one_line_error(
+    *args: str, env: dict[str, str] | None = None, stdin: str = "hello\n", code: int = 1
+) -> str:
     run = run_chat(*args, stdin=stdin, env=env, timeout=120)
-    assert run.returncode == 1, (run.returncode, run.stderr)
+    assert run.returncode == code, (run.returncode, run.stderr)
     assert len(run.stderr_lines) == 1, run.stderr
     line = run.stderr_lines[0]
     assert line.startswith("error: ") and "Traceback" not in run.stderr
@@ -74,7 +80,7 @@ def test_bad_input_file(tmp_path, kind):
 
 @pytest.mark.parametrize("flag", ["--stt", "--llm", "--tts"])
 def test_unknown_engine_lists_the_valid_names(flag):
-    line = one_line_error("--text", "--no-play", flag, "no-such-engine")
+    line = one_line_error("--text", "--no-play", flag, "no-such-engine", code=2)
     assert "no-such-engine" in line and "choose one of" in line
 
 
@@ -90,11 +96,140 @@ def test_bad_input_fails_before_any_model_loads(tmp_path):
     assert run.returncode == 1 and run.stdout == ""
 
 
-def test_usage_errors_exit_2():
-    run = run_chat("--text", "--input", "x.wav")
-    assert run.returncode == 2
-    run = run_chat("--temperature", "hot")
-    assert run.returncode == 2
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        (["--text", "--input", "x.wav"], "--text and --input"),
+        (["--temperature", "hot"], "--temperature"),
+        (["--temperature", "-3"], "--temperature"),
+        (["--context", "10"], "--context"),
+        (["--max-tokens", "5000"], "--max-tokens 5000"),
+        (["--max-tokens", "0"], "--max-tokens"),
+        (["--threads", "0"], "--threads"),
+        (["--silence-ms", "5"], "--silence-ms"),
+        (["--rate", "-1"], "--rate"),
+        (["--seed", "-7"], "--seed"),
+        (["--llm", "openai", "--llm-url", "notaurl"], "--llm-url"),
+        (["--llm", "openai"], "--llm-url"),
+        (["--llm-url", "http://127.0.0.1:8080/v1"], "--llm openai"),
+        (["--barge-in"], "--vad"),
+    ],
+    ids=lambda v: " ".join(v) if isinstance(v, list) else None,
+)
+def test_usage_errors_are_one_line_and_exit_2(args: list[str], named: str):
+    line = one_line_error("--text", "--no-play", *args, code=2)
+    assert named in line and "--help" in line, line
+
+
+def test_a_system_prompt_longer_than_the_context_is_a_usage_error():
+    line = one_line_error(
+        "--text", "--no-play", "--context", "256", "--max-tokens", "32",
+        "--system-prompt", "Be brief. " * 200, *STARTER, code=2,
+    )  # fmt: skip
+    assert "system prompt takes" in line and "--context 256" in line
+
+
+def test_invalid_utf8_on_stdin_is_replaced_with_a_warning_and_answered(tmp_path):
+    log = tmp_path / "t.jsonl"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "chat.py",
+            "--text",
+            "--no-play",
+            "--transcript",
+            str(log),
+            *STARTER,
+            "--max-tokens",
+            "16",
+        ],
+        input=b"caf\xe9 au lait?\n",
+        capture_output=True,
+        cwd=Path(__file__).resolve().parent.parent,
+        timeout=120,
+    )
+    err = done.stderr.decode()
+    assert done.returncode == 0, err
+    assert (
+        err.strip() == "note: line 1 of the input is not valid UTF-8: the bytes that are not are shown as �"
+    )
+    assert json.loads(log.read_text())["user"] == "caf� au lait?"
+
+
+def test_a_failed_turn_is_recorded_and_the_run_goes_on_exit_1(tmp_path):
+    log = tmp_path / "t.jsonl"
+    run = run_chat(
+        "--text", "--no-play", "--transcript", str(log), "--context", "256", "--max-tokens", "32",
+        "--temperature", "0", *STARTER,
+        stdin="What is the capital of France?\n" + "word " * 400 + "\nAnd of Italy?\n",
+    )  # fmt: skip
+    assert run.returncode == 1
+    assert len(run.stderr_lines) == 1 and "too long" in run.stderr_lines[0] and "Traceback" not in run.stderr
+    first, failed, third = (json.loads(line) for line in log.read_text().splitlines())
+    assert "too long" in failed["error"] and failed["reply"] == ""
+    assert first["reply"] and third["reply"] and third["turn"] == 3
+    # The failed turn took nothing from the history: the third prompt still holds the first turn.
+    assert third["prompt_tokens"] > first["prompt_tokens"] + 5
+
+
+def test_an_unexpected_exception_is_one_line_and_a_hint(tmp_path):
+    script = (
+        "import sys, talkgpt4all.app as app, talkgpt4all.cli as cli\n"
+        "def broken(*a, **k):\n    return 1 / 0\n"
+        "app.run = broken\n"
+        "sys.exit(cli.main(['--text', '--no-play']))\n"
+    )
+    for debug in (False, True):
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                script.replace("'--no-play']", "'--no-play', '--debug']") if debug else script,
+            ],
+            capture_output=True,
+            text=True,
+            cwd=Path(__file__).resolve().parent.parent,
+            timeout=60,
+        )
+        assert done.returncode == 1
+        if debug:
+            assert "Traceback" in done.stderr and "ZeroDivisionError" in done.stderr
+        else:
+            lines = [line for line in done.stderr.splitlines() if line.strip()]
+            assert lines == [
+                "error: unexpected ZeroDivisionError: division by zero "
+                "(run again with --debug to see where, and please report it)"
+            ]
+
+
+def test_an_unwritable_transcript_is_one_line(tmp_path):
+    line = one_line_error("--text", "--no-play", "--transcript", str(tmp_path))  # a folder, not a file
+    assert "--transcript" in line
+
+
+def test_an_unwritable_save_audio_folder_is_one_line(tmp_path):
+    (tmp_path / "file").write_text("x")
+    line = one_line_error("--text", "--save-audio", str(tmp_path / "file" / "replies"))
+    assert "--save-audio" in line
+
+
+def test_resume_from_a_missing_transcript_is_one_line(tmp_path):
+    line = one_line_error("--text", "--no-play", "--resume", str(tmp_path / "none.jsonl"))
+    assert "no transcript at" in line and "--transcript" in line
+
+
+def test_stdout_closed_by_its_reader_ends_quietly():
+    # `chat.py --text | head -c 20`: the reader quits early; no traceback, no "Exception ignored".
+    done = subprocess.run(
+        f"printf 'Hello\\nHow are you?\\n' | {sys.executable} chat.py --text --no-play | head -c 20",
+        shell=True,
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parent.parent,
+        timeout=120,
+    )
+    assert done.stdout.startswith("You: Hello")
+    assert "Traceback" not in done.stderr and "Exception" not in done.stderr, done.stderr
 
 
 def test_debug_shows_the_traceback(tmp_path):

@@ -22,19 +22,20 @@ class Transcriber(Protocol):
         """Transcribe 16 kHz mono float32 speech; language None means detect it."""
 
 
-def _faster_whisper(model: str, threads: int | None) -> Transcriber:
+def _faster_whisper(model: str | None, threads: int | None) -> Transcriber:
     from talkgpt4all.stt.faster_whisper import FasterWhisperTranscriber
 
     return FasterWhisperTranscriber(model, threads)
 
 
-def _openai_whisper(model: str, threads: int | None) -> Transcriber:
+def _openai_whisper(model: str | None, threads: int | None) -> Transcriber:
+    from talkgpt4all.config import DEFAULT_WHISPER
     from talkgpt4all.stt.openai_whisper import OpenAIWhisperTranscriber
 
-    return OpenAIWhisperTranscriber(model, threads)
+    return OpenAIWhisperTranscriber(model or DEFAULT_WHISPER, threads)
 
 
-ENGINES: dict[str, Callable[[str, int | None], Transcriber]] = {
+ENGINES: dict[str, Callable[[str | None, int | None], Transcriber]] = {
     "faster-whisper": _faster_whisper,
     "openai-whisper": _openai_whisper,
 }
@@ -45,7 +46,8 @@ def check_engine(name: str) -> None:
         raise UnknownEngineError("stt", name, sorted(ENGINES))
 
 
-def make_transcriber(name: str, model: str, threads: int | None = None) -> Transcriber:
-    """Load the named engine with a model name or path. Loading happens here, once."""
+def make_transcriber(name: str, model: str | None, threads: int | None = None) -> Transcriber:
+    """Load the named engine with a model name or path (None: the default model). Loading happens
+    here, once."""
     check_engine(name)
     return ENGINES[name](model, threads)

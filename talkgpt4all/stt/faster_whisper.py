@@ -7,6 +7,7 @@ import os
 
 import numpy as np
 
+from talkgpt4all.config import DEFAULT_WHISPER
 from talkgpt4all.errors import ModelError
 from talkgpt4all.models import resolve_whisper
 from talkgpt4all.stt import Transcript
@@ -19,10 +20,11 @@ BEAM_SIZE = 1
 
 
 class FasterWhisperTranscriber:
-    def __init__(self, model: str, threads: int | None = None) -> None:
+    def __init__(self, model: str | None, threads: int | None = None) -> None:
         from faster_whisper import WhisperModel
 
-        path = resolve_whisper(model)
+        # Only the default may fall back to a starter model; a model the user named is used or fails.
+        path = resolve_whisper(model or DEFAULT_WHISPER, explicit=model is not None)
         try:
             self.model = WhisperModel(
                 str(path), device="cpu", compute_type="int8", cpu_threads=threads or os.cpu_count() or 0
