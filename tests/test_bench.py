@@ -41,3 +41,33 @@ def test_latency_benchmark_reports_every_mode_stage_and_ratio():
         assert 50 < data["peak_rss_mb"] < 24 * 1024
     assert figures["ttfa_ratio_text"] > 0 and figures["ttfa_ratio_file"] > 0
     assert "cores" in figures["machine"]
+
+
+def test_long_conversation_benchmark_reports_both_modes_by_turn():
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "bench" / "long_conversation.py"),
+            "--turns",
+            "30",
+            "--context",
+            "256",
+            "--max-tokens",
+            "24",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert done.returncode == 0, done.stderr
+    figures = json.loads(done.stdout)
+    assert set(figures["modes"]) == {"shift", "steps"}
+    for mode, data in figures["modes"].items():
+        assert data["turns"] == 30 and [b["turns"] for b in data["blocks"]] == ["1-20", "21-30"], mode
+        assert data["context_full_at_turn"] is not None, mode  # 256 tokens fill within 30 turns
+        assert data["ratio_last_to_first"] > 0 and data["ratio_p95_later_to_first_p50"] > 0
+        assert 50 < data["peak_rss_mb_end"] < 24 * 1024 and data["peak_rss_mb_turn20"] is not None
+    # Once the context is full, shifting the cache computes less per turn than trimming in steps does.
+    shift, steps = figures["modes"]["shift"], figures["modes"]["steps"]
+    assert shift["computed_mean_after_full"] < steps["computed_mean_after_full"]

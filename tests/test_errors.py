@@ -158,18 +158,21 @@ def test_invalid_utf8_on_stdin_is_replaced_with_a_warning_and_answered(tmp_path)
 
 def test_a_failed_turn_is_recorded_and_the_run_goes_on_exit_1(tmp_path):
     log = tmp_path / "t.jsonl"
+    asked = ["What is the capital of France?", "And of Italy?", "And of Spain?"]
     run = run_chat(
-        "--text", "--no-play", "--transcript", str(log), "--context", "256", "--max-tokens", "32",
+        "--text", "--no-play", "--transcript", str(log), "--context", "512", "--max-tokens", "32",
         "--temperature", "0", *STARTER,
-        stdin="What is the capital of France?\n" + "word " * 400 + "\nAnd of Italy?\n",
+        stdin="\n".join([*asked, "word " * 600, "And of Portugal?"]) + "\n",
     )  # fmt: skip
     assert run.returncode == 1
     assert len(run.stderr_lines) == 1 and "too long" in run.stderr_lines[0] and "Traceback" not in run.stderr
-    first, failed, third = (json.loads(line) for line in log.read_text().splitlines())
+    turns = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [t["turn"] for t in turns] == [1, 2, 3, 4, 5]
+    failed, last = turns[3], turns[4]
     assert "too long" in failed["error"] and failed["reply"] == ""
-    assert first["reply"] and third["reply"] and third["turn"] == 3
-    # The failed turn took nothing from the history: the third prompt still holds the first turn.
-    assert third["prompt_tokens"] > first["prompt_tokens"] + 5
+    assert all(t["reply"] for t in turns[:3]) and last["reply"]
+    # The failed turn took nothing from the history: the last prompt holds all three earlier turns.
+    assert last["prompt_tokens"] > turns[2]["prompt_tokens"] + 10
 
 
 def test_an_unexpected_exception_is_one_line_and_a_hint(tmp_path):

@@ -11,6 +11,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator
+from typing import IO
 
 import numpy as np
 import pytest
@@ -74,9 +75,18 @@ def in_thread(target: Callable[[], int]) -> tuple[threading.Thread, list[object]
     return thread, outcome
 
 
-def talk(session: Session, keys: io.RawIOBase | io.BufferedReader) -> tuple[threading.Thread, list[object]]:
+def talk(session: Session, keys: IO[bytes]) -> tuple[threading.Thread, list[object]]:
     """Push-to-talk on a thread, with keys from the stream and a fake recorder."""
-    return in_thread(lambda: loops.push_to_talk(session, FakeRecorder(), keys, io.StringIO()))  # type: ignore[arg-type]
+    return in_thread(lambda: loops.push_to_talk(session, FakeRecorder(), keys, io.StringIO()))
+
+
+def story_under_way(chat: GatedChat) -> tuple[Keys, FakeDisplay, threading.Thread, list[object]]:
+    """Push-to-talk, where the user has typed a request and the (endless) story is being told."""
+    keys, display = Keys(), FakeDisplay()
+    thread, outcome = talk(make_session(chat, display), keys.stream)
+    keys.type("tell me a story\n")
+    assert chat.streaming.wait(5)
+    return keys, display, thread, outcome
 
 
 def finished(thread: threading.Thread, outcome: list[object], timeout: float = 10) -> object:
@@ -125,14 +135,8 @@ def test_ctrl_d_while_recording_quits_cleanly():
 
 
 def test_a_line_typed_during_a_reply_stops_it_and_is_the_next_turn():
-    keys, display = Keys(), FakeDisplay()
     chat = GatedChat().enqueue("Second answer.")  # after the gated story
-    session = make_session(chat, display)
-    thread, outcome = in_thread(
-        lambda: loops.push_to_talk(session, FakeRecorder(), keys.stream, io.StringIO())
-    )
-    keys.type("tell me a story\n")
-    assert chat.streaming.wait(5)
+    keys, display, thread, outcome = story_under_way(chat)
     keys.type("what is the capital of France?\n")  # typed while the story is told
     wait_until(lambda: len(chat.calls) == 2)
     keys.ctrl_d()
@@ -144,14 +148,8 @@ def test_a_line_typed_during_a_reply_stops_it_and_is_the_next_turn():
 
 
 def test_enter_during_a_reply_only_stops_it():
-    keys, display = Keys(), FakeDisplay()
     chat = GatedChat()
-    session = make_session(chat, display)
-    thread, outcome = in_thread(
-        lambda: loops.push_to_talk(session, FakeRecorder(), keys.stream, io.StringIO())
-    )
-    keys.type("tell me a story\n")
-    assert chat.streaming.wait(5)
+    keys, display, thread, outcome = story_under_way(chat)
     keys.type("\n")
     wait_until(lambda: any("[interrupted]" in line for line in display.lines))
     keys.ctrl_d()
@@ -160,14 +158,8 @@ def test_enter_during_a_reply_only_stops_it():
 
 
 def test_ctrl_d_during_a_reply_stops_it_and_quits():
-    keys, display = Keys(), FakeDisplay()
     chat = GatedChat()
-    session = make_session(chat, display)
-    thread, outcome = in_thread(
-        lambda: loops.push_to_talk(session, FakeRecorder(), keys.stream, io.StringIO())
-    )
-    keys.type("tell me a story\n")
-    assert chat.streaming.wait(5)
+    keys, display, thread, outcome = story_under_way(chat)
     keys.ctrl_d()
     assert finished(thread, outcome) == ExitCode.OK
     assert display.lines[-1].endswith("[interrupted]")
@@ -184,9 +176,7 @@ def test_enter_during_speech_recognition_cancels_the_turn():
             return super().transcribe(audio, language)
 
     session = make_session(chat, display, transcriber=SlowEars("what is the capital of France"))
-    thread, outcome = in_thread(
-        lambda: loops.push_to_talk(session, FakeRecorder(), keys.stream, io.StringIO())
-    )
+    thread, outcome = talk(session, keys.stream)
     keys.type("\n")  # start talking
     keys.type("\n")  # done talking: speech recognition starts
     assert transcribing.wait(5)
@@ -214,9 +204,7 @@ def test_a_keyboard_that_fails_with_eio_ends_the_loop_quietly(capsys):
     try:
         session = make_session(FakeChat(), FakeDisplay())
         stream = io.BufferedReader(ClosedTerminal())
-        thread, outcome = in_thread(
-            lambda: loops.push_to_talk(session, FakeRecorder(), stream, io.StringIO())
-        )
+        thread, outcome = talk(session, stream)
         assert finished(thread, outcome) == ExitCode.OK
     finally:
         threading.excepthook = saved

@@ -215,3 +215,24 @@ def test_a_message_too_long_for_the_context_is_an_error_and_leaves_no_trace():
     assert result.error and "too long" in result.error and chat.calls == []
     s.reply("short", time.perf_counter())
     assert [m["role"] for m in chat.calls[0]] == ["system", "user"]
+
+
+def test_a_message_too_long_after_three_turns_leaves_the_three_turns():
+    chat = FakeChat().enqueue("One.", "Two.", "Three.", "Four.")
+    s = session(chat)
+    for question in ("first", "second", "third"):
+        s.reply(question, time.perf_counter())
+    result = s.reply("word " * 2000, time.perf_counter())
+    assert result.error and "too long" in result.error
+    assert [m["content"] for m in s.conversation.turns] == [
+        "first",
+        "One.",
+        "second",
+        "Two.",
+        "third",
+        "Three.",
+    ]
+    s.reply("fourth", time.perf_counter())
+    assert [m["content"] for m in chat.calls[-1][1:]] == [
+        "first", "One.", "second", "Two.", "third", "Three.", "fourth",
+    ]  # fmt: skip
