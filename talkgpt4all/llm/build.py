@@ -7,6 +7,7 @@ cache and reused while that version stays the same.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import platform
@@ -29,6 +30,21 @@ _PERCENT = re.compile(r"^\[\s*(\d+)%\]")
 # this project's CI machines among them. The build is native for this CPU otherwise (AVX-512 included).
 NO_AMX = "-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
 BUILD_TAG = "noamx"  # part of the cache folder's name: a build with other flags is not reused
+
+
+def cpu_tag() -> str:
+    """A short hash of this CPU's feature flags. The build is native (-march=native), so it is reused
+    only on a CPU like the one it was made for: a cache shared between machines must not hand an
+    AVX-512 build to a CPU without AVX-512."""
+    try:
+        flags = next(
+            line
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith(("flags", "Features"))
+        )
+    except (OSError, StopIteration):
+        flags = f"{platform.system()} {platform.machine()} {platform.processor()}"
+    return hashlib.sha256(flags.encode()).hexdigest()[:12]
 
 
 class BuildError(TalkError):
@@ -72,7 +88,7 @@ def build_llama_server(
     if not (shutil.which("c++") or shutil.which("g++") or shutil.which("clang++") or shutil.which("cl")):
         raise MissingDependencyError(f"building llama.cpp needs a C++ compiler: {_install_hint()}")
     version = metadata.version("llama-cpp-python")
-    cached = cache / f"llama-server-{version}-{BUILD_TAG}" / target.name
+    cached = cache / f"llama-server-{version}-{BUILD_TAG}-{cpu_tag()}" / target.name
     if not cached.is_file():
         with tempfile.TemporaryDirectory(prefix="talkgpt4all-build-") as tmp:
             work = Path(tmp)
