@@ -174,14 +174,6 @@ class Keyboard:
             self._stop_reply = None
 
 
-class Segmenting(Protocol):
-    """Cuts audio blocks into utterances (audio.vad.Segmenter)."""
-
-    def feed(self, chunk: np.ndarray) -> np.ndarray | None: ...
-
-    def reset(self) -> None: ...
-
-
 class Microphone(Protocol):
     """An always-open microphone (audio.devices.MicStream), as the listener uses it."""
 
@@ -207,16 +199,13 @@ class Listener:
         *,
         barge_in: bool = False,
         on_start: Callable[[bool], None] = lambda replying: None,
-        segmenter: Segmenting | None = None,
     ) -> None:
         from talkgpt4all.audio.vad import Segmenter
 
         self.mic, self.inbox, self.barge_in = mic, inbox, barge_in
         self.replying = threading.Event()
         self._stopping = threading.Event()
-        self._segmenter: Segmenting = segmenter or Segmenter(
-            options, on_start=lambda: on_start(self.replying.is_set())
-        )
+        self._segmenter = Segmenter(options, on_start=lambda: on_start(self.replying.is_set()))
         self._thread = threading.Thread(target=self._listen, name="listener", daemon=True)
 
     def start(self) -> None:
