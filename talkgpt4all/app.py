@@ -11,7 +11,9 @@ from talkgpt4all.config import Config
 
 if TYPE_CHECKING:
     from talkgpt4all.audio import AudioSink
-    from talkgpt4all.audio.devices import MicRecorder, MicStream
+    from talkgpt4all.audio.devices import MicRecorder
+    from talkgpt4all.loops import Microphone
+    from talkgpt4all.pipeline import TurnObserver
 
 log = logging.getLogger("talkgpt4all")
 
@@ -22,10 +24,18 @@ def status(message: str) -> None:
         print(message, file=sys.stderr, flush=True)
 
 
-def run(config: Config, keys: IO[bytes] | None = None, err: IO[str] | None = None) -> int:
+def run(
+    config: Config,
+    keys: IO[bytes] | None = None,
+    err: IO[str] | None = None,
+    *,
+    microphone: Microphone | None = None,
+    observers: list[TurnObserver] | None = None,
+) -> int:
     """Load the engines, then run the loop the config asks for; the exit code.
 
-    keys is where typed lines come from (default: stdin), err where prompts and status go (stderr).
+    keys is where typed lines come from (default: stdin), err where prompts and status go (stderr). A
+    benchmark or a test may bring its own hands-free microphone, and observers of every turn.
     """
     from talkgpt4all import llm, loops, stt, tts
     from talkgpt4all.audio import load_audio, make_sink
@@ -52,9 +62,8 @@ def run(config: Config, keys: IO[bytes] | None = None, err: IO[str] | None = Non
         if config.play:
             sinks.append(make_sink("device", config.output_device))
     interactive = not config.text and not config.inputs
-    microphone: MicStream | None = None
     recorder: MicRecorder | None = None
-    if interactive:
+    if interactive and microphone is None:
         from talkgpt4all.audio.devices import MicRecorder, MicStream
 
         if config.vad:
@@ -101,6 +110,7 @@ def run(config: Config, keys: IO[bytes] | None = None, err: IO[str] | None = Non
         stream=config.stream,
         turns_before=max((turn.turn for turn in past), default=0),
     )
+    session.observers += observers or []
     try:
         session.warm_up()
         ready = time.perf_counter() - started

@@ -82,6 +82,7 @@ def format_timings(result: TurnResult) -> str:
     """One line: each stage's time from the end of the user's speech."""
     t = result.timings
     parts = [
+        ("endpoint", t.endpoint),
         ("stt", t.stt),
         ("first token", t.llm_first_token),
         ("first sentence", t.first_sentence),

@@ -12,6 +12,7 @@ import logging
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -85,10 +86,12 @@ class Line:
 
 @dataclass(frozen=True)
 class Utterance:
-    """Speech the listener cut out of the microphone stream, and when the speech ended."""
+    """Speech cut out of the microphone stream: when it really ended (its last voiced moment), and,
+    hands-free, how long after that the turn was judged over."""
 
     audio: np.ndarray
     speech_end: float
+    endpoint: float | None = None
 
 
 @dataclass(frozen=True)
@@ -177,6 +180,8 @@ class Keyboard:
 class Microphone(Protocol):
     """An always-open microphone (audio.devices.MicStream), as the listener uses it."""
 
+    captured_at: float  # time.perf_counter() when the last piece read had been recorded
+
     def start(self) -> None: ...
 
     def read(self, timeout: float = 0.1) -> np.ndarray | None: ...
@@ -199,10 +204,11 @@ class Listener:
         *,
         barge_in: bool = False,
         on_start: Callable[[bool], None] = lambda replying: None,
+        clock: Callable[[], float] = time.perf_counter,  # the microphone's clock (captured_at)
     ) -> None:
         from talkgpt4all.audio.vad import Segmenter
 
-        self.mic, self.inbox, self.barge_in = mic, inbox, barge_in
+        self.mic, self.inbox, self.barge_in, self.clock = mic, inbox, barge_in, clock
         self.replying = threading.Event()
         self._stopping = threading.Event()
         self._segmenter = Segmenter(options, on_start=lambda: on_start(self.replying.is_set()))
@@ -215,6 +221,8 @@ class Listener:
     def _listen(self) -> None:
         segmenter = self._segmenter
         last_sound = time.monotonic()
+        # When each recent piece was recorded: the turn's clock starts at its last voiced piece.
+        recorded: deque[float] = deque(maxlen=10_000)
         try:
             while not self._stopping.is_set():
                 chunk = self.mic.read()
@@ -226,12 +234,15 @@ class Listener:
                         )
                     continue
                 last_sound = time.monotonic()
+                recorded.append(self.mic.captured_at)
                 if self.replying.is_set() and not self.barge_in:
                     segmenter.reset()
                     continue
                 utterance = segmenter.feed(chunk)
                 if utterance is not None:
-                    self.inbox.put(Utterance(utterance, time.perf_counter()))
+                    decided = self.clock()
+                    ended = recorded[-1 - min(segmenter.trailing_chunks, len(recorded) - 1)]
+                    self.inbox.put(Utterance(utterance, ended, endpoint=decided - ended))
         except BaseException as exc:
             self.inbox.put(Failure(exc))
 
@@ -255,7 +266,7 @@ def _reply_to(session: Session, keyboard: Keyboard, event: Line | Utterance) -> 
         if isinstance(event, Line):
             session.reply(event.text.strip(), time.perf_counter())
         else:
-            session.hear(event.audio, event.speech_end)
+            session.hear(event.audio, event.speech_end, event.endpoint)
 
 
 def _failure(event: Failure) -> DeviceError:

@@ -35,6 +35,9 @@ log = logging.getLogger("talkgpt4all")
 
 @dataclass
 class Timings:
+    """Seconds from the true end of the user's speech (the last voiced moment) to each stage."""
+
+    endpoint: float | None = None  # hands-free: when the program decided the turn was over
     stt: float | None = None
     llm_first_token: float | None = None
     first_sentence: float | None = None
@@ -54,6 +57,7 @@ class TurnResult:
     interrupted: bool = False  # by the user (Enter, Ctrl-C, speech with barge-in) or a signal
     error: str | None = None  # the one-line reason a turn failed
     dropped: int = 0  # old messages the prompt left out to fit the context (forgotten once committed)
+    speech_end: float = 0.0  # time.perf_counter() at the true end of the user's speech: timings count from it
 
     @property
     def cut_off(self) -> bool:
@@ -61,7 +65,7 @@ class TurnResult:
 
     def to_json(self) -> str:
         record = asdict(self)
-        del record["dropped"]
+        del record["dropped"], record["speech_end"]
         record["timings"] = {k: None if v is None else round(v, 3) for k, v in record["timings"].items()}
         for optional in ("interrupted", "error"):
             if not record[optional]:
@@ -146,8 +150,9 @@ class Session:
         the budget and does that rarely."""
         return None if self.chat.shifts_context else self.budget // 2
 
-    def hear(self, audio: np.ndarray, speech_end: float) -> TurnResult | None:
-        """A spoken turn; None when nothing was said (and the model is not asked)."""
+    def hear(self, audio: np.ndarray, speech_end: float, endpoint: float | None = None) -> TurnResult | None:
+        """A spoken turn; None when nothing was said (and the model is not asked). speech_end is when the
+        speech really ended; endpoint, how long after it the turn was judged over (hands-free)."""
         if self.transcriber is None:
             raise RuntimeError("this session has no transcriber")
         # From here on, Enter or Ctrl-C cancels this turn: also while the speech is transcribed.
@@ -167,14 +172,12 @@ class Session:
         if not has_words(heard.text):
             self.display.notice(DIDNT_CATCH)
             return None
-        return self._turn(heard.text, speech_end, heard.language, stt)
+        return self._turn(heard.text, speech_end, heard.language, Timings(endpoint=endpoint, stt=stt))
 
-    def reply(
-        self, text: str, speech_end: float, *, language: str | None = None, stt: float | None = None
-    ) -> TurnResult:
+    def reply(self, text: str, speech_end: float, *, language: str | None = None) -> TurnResult:
         """Answer one typed turn: stream the reply to the display and speak it as it is written."""
         self.interrupt.clear()
-        return self._turn(text, speech_end, language, stt)
+        return self._turn(text, speech_end, language, Timings())
 
     def stop(self) -> None:
         """Interrupt the turn in progress (from another thread: a key press, or speech with --barge-in)."""
@@ -185,9 +188,11 @@ class Session:
 
     # ------------------------------------------------------------------ a turn, then what follows it
 
-    def _turn(self, text: str, speech_end: float, language: str | None, stt: float | None) -> TurnResult:
+    def _turn(self, text: str, speech_end: float, language: str | None, timings: Timings) -> TurnResult:
         self.turns += 1
-        result = TurnResult(self.turns, text, language or self.language, "", 0, timings=Timings(stt=stt))
+        result = TurnResult(
+            self.turns, text, language or self.language, "", 0, timings=timings, speech_end=speech_end
+        )
         escaping: BaseException | None = None
         try:
             self._run(result, speech_end)

@@ -32,13 +32,18 @@ def test_latency_benchmark_reports_every_mode_stage_and_ratio():
     )
     assert done.returncode == 0, done.stderr
     figures = json.loads(done.stdout)
-    assert set(figures["modes"]) == {"file", "file-seq", "text", "text-seq"}
+    assert set(figures["modes"]) == {"file", "file-seq", "text", "text-seq", "live", "live-en", "live-tiny"}
     for mode, data in figures["modes"].items():
         stages = data["stages"]
         assert stages["first_audio"]["n"] == 6, mode  # every turn of the run was voiced and timed
         assert 0 < stages["llm_first_token"]["p50"] <= stages["first_audio"]["p50"] <= stages["total"]["p95"]
         assert (stages["stt"]["p50"] is None) == mode.startswith("text")
         assert 50 < data["peak_rss_mb"] < 24 * 1024
+        live = mode.startswith("live")
+        # Hands-free, the wait for the pause is measured, and TTFA is measured from outside too.
+        assert (stages["endpoint"]["n"] == 6) == live and (stages["ttfa_true"]["n"] == 6) == live, mode
+        if live:
+            assert 0 < stages["endpoint"]["p50"] < stages["stt"]["p50"] < stages["first_audio"]["p50"]
     assert figures["ttfa_ratio_text"] > 0 and figures["ttfa_ratio_file"] > 0
     assert "cores" in figures["machine"]
 

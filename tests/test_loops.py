@@ -243,6 +243,7 @@ class FakeMic:
         self.audio = audio if audio is not None else np.zeros(0, np.float32)
         self.fail, self.position, self.closed = fail, 0, False
         self.silent = False  # True: a device that stopped sending anything
+        self.captured_at = 0.0
 
     def start(self) -> None:
         pass
@@ -256,7 +257,8 @@ class FakeMic:
         time.sleep(0.001)
         chunk = self.audio[self.position : self.position + CHUNK]
         self.position += CHUNK
-        return chunk if len(chunk) == CHUNK else np.zeros(CHUNK, np.float32)
+        self.captured_at = time.perf_counter()
+        return np.pad(chunk, (0, CHUNK - len(chunk)))  # after the script: silence
 
     def close(self) -> None:
         self.closed = True
@@ -360,3 +362,31 @@ def test_a_segmenter_sees_real_chunks():
     seg = Segmenter(VadOptions(silence_ms=200), vad=energy_vad)
     found = seg.feed_all(np.concatenate([loud(0.5), np.zeros(16000, np.float32)]))
     assert len(found) == 1
+
+
+def test_the_clock_starts_at_the_last_voiced_moment_not_at_the_endpoint():
+    """Hands-free, a turn's timings count from the true end of speech; the wait for the pause to be
+    long enough is its own timing (endpoint). Here the microphone's clock is audio time."""
+
+    class AudioClockMic(FakeMic):
+        def read(self, timeout: float = 0.1) -> np.ndarray | None:
+            chunk = super().read(timeout)
+            self.captured_at = self.position / 16000  # when this chunk's last sample was recorded
+            return chunk
+
+    speech_ends = 0.5 + 1.0
+    mic = AudioClockMic(np.concatenate([np.zeros(8000, np.float32), loud(1.0)]))
+    inbox = loops.Inbox()
+    listener = loops.Listener(mic, VadOptions(silence_ms=500), inbox, clock=lambda: mic.captured_at)
+    import talkgpt4all.audio.vad as vad
+
+    listener._segmenter = vad.Segmenter(VadOptions(silence_ms=500), vad=energy_vad)
+    listener.start()
+    try:
+        event = inbox.get()
+    finally:
+        listener.stop()
+    assert isinstance(event, loops.Utterance)
+    chunk = CHUNK / 16000
+    assert speech_ends <= event.speech_end < speech_ends + chunk  # the chunk where the voice stopped
+    assert event.endpoint is not None and 0.5 <= event.endpoint < 0.5 + 2 * chunk  # the pause it took

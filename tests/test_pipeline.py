@@ -179,7 +179,8 @@ def test_transcript_lines_are_flushed_per_turn(tmp_path):
         "prompt_evaluated",
         "timings",
     }
-    assert set(lines[0]["timings"]) == {"stt", "llm_first_token", "first_sentence", "first_audio", "total"}
+    stages = {"endpoint", "stt", "llm_first_token", "first_sentence", "first_audio", "total"}
+    assert set(lines[0]["timings"]) == stages
     assert lines[1]["prompt_tokens"] > lines[0]["prompt_tokens"]
 
 

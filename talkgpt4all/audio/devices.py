@@ -186,17 +186,24 @@ class MicRecorder(_Microphone):
 
 
 class MicStream(_Microphone):
-    """An always-open microphone for hands-free mode, handing out CHUNK-sample pieces in order."""
+    """An always-open microphone for hands-free mode, handing out CHUNK-sample pieces in order.
+
+    `captured_at` is when the last piece handed out had been recorded (time.perf_counter() as its last
+    block arrived): the clock that timings count from is the end of the user's speech, not the moment
+    the program got round to it.
+    """
 
     def __init__(self, device: str | None = None, chunk: int = 512) -> None:
         super().__init__(device)
         self.blocksize = chunk
         self._chunk = chunk
-        self._pieces: queue.Queue[np.ndarray] = queue.Queue()
+        self._pieces: queue.Queue[tuple[np.ndarray, float]] = queue.Queue()
         self._pending = np.zeros(0, np.float32)
+        self._pending_at = 0.0
+        self.captured_at = 0.0
 
     def _take(self, chunk: np.ndarray) -> None:
-        self._pieces.put(chunk)
+        self._pieces.put((chunk, time.perf_counter()))
 
     def start(self) -> None:
         self._open()
@@ -205,10 +212,12 @@ class MicStream(_Microphone):
         """The next CHUNK samples, or None if none came within timeout."""
         while len(self._pending) < self._chunk:
             try:
-                self._pending = np.concatenate([self._pending, self._pieces.get(timeout=timeout)])
+                block, self._pending_at = self._pieces.get(timeout=timeout)
             except queue.Empty:
                 return None
+            self._pending = np.concatenate([self._pending, block])
         piece, self._pending = self._pending[: self._chunk], self._pending[self._chunk :]
+        self.captured_at = self._pending_at
         return piece
 
 

@@ -71,6 +71,9 @@ class Segmenter:
         self.vad = vad or SileroVad()
         self.on_start = on_start
         self.samples_seen = 0  # audio time, in samples, of everything fed so far
+        # Chunks of the pause that ended the last utterance: it ended (was last voiced) that many chunks
+        # before the one that decided it was over.
+        self.trailing_chunks = 0
         self.reset()
 
     def reset(self) -> None:
@@ -112,6 +115,7 @@ class Segmenter:
             # Keep a little of the pause: Whisper likes a word's tail intact.
             keep = len(self._speech) - max(0, self._silent - o.chunks(150))
             utterance = np.concatenate(self._speech[:keep])
+            self.trailing_chunks = self._silent
             self.reset()
             return utterance
         return None

@@ -1,0 +1,142 @@
+#!/usr/bin/env python3
+"""How much audio should Whisper's encoder see? Word error rate and time against the window rule.
+
+Whisper encodes 30 s windows. A question of 2-3 s can be encoded in a window fitted to it, which is
+several times faster; too short a window makes Whisper mishear. This measures, on real and synthetic
+speech in English and Mandarin, each window rule side by side in one run, with the language detected
+from the same encoder output (as the program does), against faster-whisper's own transcribe() (a 30 s
+window, encoded once for language detection and once more for decoding).
+
+Clips: questions spoken by espeak-ng and by a neural piper voice; pytest-audioeval's English and Mandarin
+clips; F5-TTS's real English and Mandarin reference recordings (see tests/clips.py for where they come from).
+
+    python bench/stt_window.py [--whisper-model base] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from latency import QUESTIONS, machine, make_questions, percentile  # noqa: E402
+
+RULES = {
+    "transcribe() 30 s x2": None,  # faster-whisper's own path: detection pass + decoding pass
+    "30 s, one pass": (3000, 3000),
+    "speech + 1 s": (100, 0),
+    "speech + 2 s": (200, 0),
+    "speech + 2 s, >= 10 s": (200, 1000),
+    "speech + 2 s, >= 15 s": (200, 1500),
+}
+
+
+CHINESE_DIGITS = str.maketrans({"〇": "0", "零": "0", "一": "1", "二": "2", "三": "3", "四": "4", "五": "5",
+                                "六": "6", "七": "7", "八": "8", "九": "9"})  # fmt: skip
+
+
+DIGITS = "zero one two three four five six seven eight nine ten".split()
+NUMBERS = {str(n): word for n, word in enumerate(DIGITS)}
+
+
+def error_rate(reference: str, hypothesis: str, language: str) -> float:
+    """WER for English (digits as words, so "1" and "one" agree); for Mandarin, the character error
+    rate in simplified characters, numerals as digits."""
+    import jiwer
+
+    if language == "zh":
+        import opencc
+
+        to_simplified = opencc.OpenCC("t2s")
+
+        def chars(text: str) -> str:
+            text = to_simplified.convert(text).replace("十", "10").translate(CHINESE_DIGITS)
+            return " ".join(ch for ch in text if ch.isalnum())
+
+        return float(jiwer.wer(chars(reference), chars(hypothesis)))
+    from conftest import normalize
+
+    def words(text: str) -> str:
+        return " ".join(NUMBERS.get(word, word) for word in normalize(text.replace("-", " ")).split())
+
+    return float(jiwer.wer(words(reference), words(hypothesis)))
+
+
+def clips(work: Path) -> list[tuple[str, Path, str, str]]:
+    """(name, path, reference text, language) for every clip."""
+    from clips import real_clips
+
+    found = [
+        (p.name, p, text, "en")
+        for p, text in zip(make_questions(work), [q for q in QUESTIONS for _ in (0, 1)], strict=True)
+    ]
+    found += [(name, path, text, lang) for name, path, text, lang in real_clips()]
+    return found
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--whisper-model", default="base")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+
+    from talkgpt4all.audio import load_audio
+    from talkgpt4all.stt.faster_whisper import EncoderWindow, FasterWhisperTranscriber
+
+    stt = FasterWhisperTranscriber(args.whisper_model)
+    with tempfile.TemporaryDirectory() as tmp:
+        found = clips(Path(tmp))
+        audio = {name: load_audio(path) for name, path, _, _ in found}
+    rows: dict[str, dict] = {}
+    for rule, window in RULES.items():
+        if window is not None:
+            stt.window = EncoderWindow(pad=window[0], minimum=window[1])
+        errors, times, wrong_language, per_clip = [], [], 0, {}
+        for name, _, reference, language in found:
+            samples = audio[name]
+            stt.transcribe(samples[:16000])  # warm
+            started = time.perf_counter()
+            if window is None:
+                segments, info = stt.model.transcribe(
+                    samples, beam_size=1, condition_on_previous_text=False, without_timestamps=True
+                )
+                text, heard_language = " ".join(s.text.strip() for s in segments), info.language
+            else:
+                heard = stt.transcribe(samples)
+                text, heard_language = heard.text, heard.language
+            times.append(time.perf_counter() - started)
+            errors.append(error_rate(reference, text, language))
+            wrong_language += heard_language != language
+            per_clip[name] = {"text": text, "language": heard_language, "error": round(errors[-1], 3)}
+        rows[rule] = {
+            "mean_error": sum(errors) / len(errors),
+            "max_error": max(errors),
+            "wrong_language": wrong_language,
+            "stt_p50": percentile(times, 0.5),
+            "stt_max": max(times),
+            "clips": per_clip,
+        }
+    figures = {"machine": machine(), "whisper": args.whisper_model, "clips": len(found), "rules": rows}
+    if args.json:
+        print(json.dumps(figures, indent=2, ensure_ascii=False))
+        return 0
+    print(f"machine: {figures['machine']}; Whisper {args.whisper_model}; {len(found)} clips (en and zh)")
+    print(f"{'window':<24}{'mean WER/CER':>14}{'max':>8}{'wrong lang':>12}{'STT p50':>10}{'STT max':>10}")
+    for rule, row in rows.items():
+        print(
+            f"{rule:<24}{row['mean_error']:>14.3f}{row['max_error']:>8.2f}{row['wrong_language']:>12}"
+            f"{row['stt_p50']:>10.3f}{row['stt_max']:>10.3f}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
