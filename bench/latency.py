@@ -10,9 +10,11 @@ so the modes are measured side by side on the same machine state:
   text        --text             (isolates LLM + TTS)
   text-seq    the same with --no-stream
   live        hands-free (--vad): each question is streamed in real time through the microphone's
-              capture path (bench/live_run.py), with the default Whisper base, language detected
+              capture path (bench/live_run.py), with the default Whisper base, language detected, and
+              the default turn model (Smart Turn)
   live-en     the same with --language en
   live-tiny   the same with Whisper tiny.en
+  live-pause  the same as live with --turn-model none: a fixed 500 ms pause ends each turn
 
 In the live modes TTFA is also measured from outside the program's own clock: from the true end of each
 question (its last voiced sample) to the first reply audio, endpoint wait included ("ttfa_true").
@@ -54,6 +56,7 @@ MODES = {
     "live": ["--whisper-model", "base"],
     "live-en": ["--whisper-model", "base", "--language", "en"],
     "live-tiny": ["--whisper-model", "tiny.en"],
+    "live-pause": ["--whisper-model", "base", "--turn-model", "none"],
 }
 
 

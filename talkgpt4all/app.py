@@ -7,11 +7,15 @@ import sys
 import time
 from typing import IO, TYPE_CHECKING
 
+import numpy as np
+
+from talkgpt4all.audio import SAMPLE_RATE
 from talkgpt4all.config import Config
 
 if TYPE_CHECKING:
     from talkgpt4all.audio import AudioSink
     from talkgpt4all.audio.devices import MicRecorder
+    from talkgpt4all.audio.vad import VadOptions
     from talkgpt4all.loops import Microphone
     from talkgpt4all.pipeline import TurnObserver
 
@@ -22,6 +26,16 @@ def status(message: str) -> None:
     """Say what slow thing happens now, on a terminal. (Download progress bars print below it.)"""
     if sys.stderr.isatty():
         print(message, file=sys.stderr, flush=True)
+
+
+def vad_options(config: Config) -> VadOptions:
+    """When a hands-free turn ends. With a turn model, --silence-ms is the longest wait for an
+    unfinished sentence; without one, the pause that ends every turn."""
+    from talkgpt4all.audio.vad import VadOptions
+
+    if config.silence_ms is None:
+        return VadOptions()
+    return VadOptions(silence_ms=config.silence_ms, unfinished_ms=config.silence_ms)
 
 
 def run(
@@ -61,6 +75,14 @@ def run(
             sinks.append(make_sink("wav", str(config.save_audio)))
         if config.play:
             sinks.append(make_sink("device", config.output_device))
+    turn_model = None
+    if config.vad:
+        from talkgpt4all.audio.turn import SmartTurn, resolve_turn_model
+
+        turn_path = resolve_turn_model(config.turn_model)
+        if turn_path is not None:
+            turn_model = SmartTurn(turn_path)
+            turn_model(np.zeros(SAMPLE_RATE, np.float32))  # warm: the first run is the slow one
     interactive = not config.text and not config.inputs
     recorder: MicRecorder | None = None
     if interactive and microphone is None:
@@ -122,11 +144,10 @@ def run(
         if config.text:
             return loops.run_text(session, keys)
         if config.vad:
-            from talkgpt4all.audio.vad import VadOptions
-
             assert microphone is not None
-            options = VadOptions(silence_ms=config.silence_ms)
-            return loops.hands_free(session, microphone, options, keys, err, barge_in=config.barge_in)
+            return loops.hands_free(
+                session, microphone, vad_options(config), keys, err, barge_in=config.barge_in, turn=turn_model
+            )
         assert recorder is not None
         return loops.push_to_talk(session, recorder, keys, err)
     finally:

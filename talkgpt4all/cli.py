@@ -184,9 +184,16 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument(
         "--silence-ms",
         type=number(int, 50, 10_000),
-        default=500,
         metavar="MS",
-        help="with --vad, the pause that ends a turn (default: 500)",
+        help="with --vad, the pause that ends a turn (default: 500); with a --turn-model as well, the "
+        "longest wait for an unfinished sentence (default: 1500)",
+    )
+    g.add_argument(
+        "--turn-model",
+        metavar="NAME|PATH|none",
+        help="with --vad, the model that hears whether you have finished (default: Smart Turn v3.2: a "
+        "finished sentence ends the turn after 200 ms, an unfinished one waits); none: a fixed pause "
+        "(--silence-ms) ends each turn; --silence-ms alone means none",
     )
     g.add_argument(
         "--barge-in",
@@ -237,6 +244,7 @@ def build_config(args: argparse.Namespace) -> Config:
         output_device=args.output_device,
         vad=args.vad,
         silence_ms=args.silence_ms,
+        turn_model="none" if args.silence_ms is not None and args.turn_model is None else args.turn_model,
         barge_in=args.barge_in,
         stream=not args.no_stream,
         timings=args.timings,
@@ -311,6 +319,9 @@ def check_combinations(parser: argparse.ArgumentParser, args: argparse.Namespace
         parser.error("--llm-url is for --llm openai: add --llm openai, or leave --llm-url out")
     if args.barge_in and not args.vad:
         parser.error("--barge-in interrupts a reply by speaking, in hands-free mode: add --vad")
+    for flag, value in (("--silence-ms", args.silence_ms), ("--turn-model", args.turn_model)):
+        if value is not None and not args.vad:
+            parser.error(f"{flag} says when a hands-free turn ends: add --vad, or leave {flag} out")
 
 
 def _quit_on(signum: int) -> None:

@@ -104,7 +104,8 @@ class Config:
     output_device: str | None = None
     # turns and speed
     vad: bool = False
-    silence_ms: int = 500
+    silence_ms: int | None = None  # None: the default (500 ms) when no turn model decides
+    turn_model: str | None = None  # None: Smart Turn if it can be had; "none": the fixed pause
     barge_in: bool = False
     stream: bool = True
     timings: bool = False

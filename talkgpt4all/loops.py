@@ -205,13 +205,14 @@ class Listener:
         barge_in: bool = False,
         on_start: Callable[[bool], None] = lambda replying: None,
         clock: Callable[[], float] = time.perf_counter,  # the microphone's clock (captured_at)
+        turn: Callable[[np.ndarray], float] | None = None,  # the turn model, if any
     ) -> None:
         from talkgpt4all.audio.vad import Segmenter
 
         self.mic, self.inbox, self.barge_in, self.clock = mic, inbox, barge_in, clock
         self.replying = threading.Event()
         self._stopping = threading.Event()
-        self._segmenter = Segmenter(options, on_start=lambda: on_start(self.replying.is_set()))
+        self._segmenter = Segmenter(options, on_start=lambda: on_start(self.replying.is_set()), turn=turn)
         self._thread = threading.Thread(target=self._listen, name="listener", daemon=True)
 
     def start(self) -> None:
@@ -345,8 +346,10 @@ def hands_free(
     err: IO[str],
     *,
     barge_in: bool = False,
+    turn: Callable[[np.ndarray], float] | None = None,
 ) -> int:
-    """Turns start when the user speaks and end at a pause; a typed line is a turn too.
+    """Turns start when the user speaks and end at a pause (or when the turn model hears that the user
+    has finished); a typed line is a turn too.
 
     Enter or Ctrl-C stops a reply. Ctrl-D quits. If the microphone stops working, one line says so.
     """
@@ -362,7 +365,7 @@ def hands_free(
         except (OSError, ValueError):
             pass
 
-    listener = Listener(mic, options, inbox, barge_in=barge_in, on_start=speech_started)
+    listener = Listener(mic, options, inbox, barge_in=barge_in, on_start=speech_started, turn=turn)
     listener.start()
     try:
         keyboard = Keyboard(keys, inbox)

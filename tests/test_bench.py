@@ -32,7 +32,8 @@ def test_latency_benchmark_reports_every_mode_stage_and_ratio():
     )
     assert done.returncode == 0, done.stderr
     figures = json.loads(done.stdout)
-    assert set(figures["modes"]) == {"file", "file-seq", "text", "text-seq", "live", "live-en", "live-tiny"}
+    live_modes = {"live", "live-en", "live-tiny", "live-pause"}
+    assert set(figures["modes"]) == {"file", "file-seq", "text", "text-seq", *live_modes}
     for mode, data in figures["modes"].items():
         stages = data["stages"]
         assert stages["first_audio"]["n"] == 6, mode  # every turn of the run was voiced and timed

@@ -113,6 +113,8 @@ def test_bad_input_fails_before_any_model_loads(tmp_path):
         (["--llm", "openai"], "--llm-url"),
         (["--llm-url", "http://127.0.0.1:8080/v1"], "--llm openai"),
         (["--barge-in"], "--vad"),
+        (["--silence-ms", "300"], "--vad"),
+        (["--turn-model", "none"], "--vad"),
     ],
     ids=lambda v: " ".join(v) if isinstance(v, list) else None,
 )

@@ -273,8 +273,8 @@ def hands_free(session: Session, mic: FakeMic, keys: Keys, monkeypatch: pytest.M
 
     original = vad.Segmenter
 
-    def with_energy_vad(options, on_start=None):
-        return original(options, vad=energy_vad, on_start=on_start)
+    def with_energy_vad(options, on_start=None, turn=None):
+        return original(options, vad=energy_vad, on_start=on_start, turn=turn)
 
     monkeypatch.setattr(vad, "Segmenter", with_energy_vad)
     return in_thread(
@@ -343,7 +343,7 @@ def test_barge_in_stops_the_reply_and_the_speech_is_the_next_turn(monkeypatch):
 
     original = vad.Segmenter
     monkeypatch.setattr(
-        vad, "Segmenter", lambda o, on_start=None: original(o, vad=energy_vad, on_start=on_start)
+        vad, "Segmenter", lambda o, on_start=None, turn=None: original(o, vad=energy_vad, on_start=on_start)
     )
     thread, outcome = in_thread(
         lambda: loops.hands_free(

@@ -1,0 +1,90 @@
+"""Semantic end of turn on real speech: a finished sentence ends the turn after a short pause, a sentence
+cut in the middle waits for more. Counted in audio time, with the real VAD and the real Smart Turn model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from clips import real_clips
+from conftest import run_chat, speak_to_file
+from talkgpt4all.audio import SAMPLE_RATE, load_audio
+from talkgpt4all.audio.turn import TURN_FILE, SmartTurn, resolve_turn_model, starter_path
+from talkgpt4all.audio.vad import Segmenter, VadOptions
+from talkgpt4all.errors import ModelError
+
+
+@pytest.fixture(scope="module")
+def smart_turn() -> Iterator[SmartTurn]:
+    path = starter_path()
+    assert path.is_file(), f"no {path}: .ci/run fetches it (python -c 'from talkgpt4all.audio.turn ...')"
+    yield SmartTurn(path)
+
+
+def voiced(audio: np.ndarray) -> np.ndarray:
+    """The recording up to its last voiced sample."""
+    return audio[: np.flatnonzero(np.abs(audio) > 0.01)[-1] + 1]
+
+
+def pause_taken(speech: np.ndarray, turn: SmartTurn | None, options: VadOptions) -> float:
+    """Seconds of silence after the speech before the segmenter ended the turn (audio time)."""
+    audio = np.concatenate(
+        [np.zeros(SAMPLE_RATE // 2, np.float32), speech, np.zeros(3 * SAMPLE_RATE, np.float32)]
+    )
+    # The recording's own pauses may end turns before it does (F5's English speaker pauses 0.9 s at the
+    # comma); what counts is the pause after its last word.
+    ended_at, _ = Segmenter(options, turn=turn).feed_all(audio)[-1]
+    return (ended_at - SAMPLE_RATE // 2 - len(speech)) / SAMPLE_RATE
+
+
+def english_sentence() -> np.ndarray:
+    [(_, path, _, _)] = [c for c in real_clips("en") if c[0] == "f5-basic_ref_en.wav"]
+    return voiced(load_audio(path))  # "Some call me nature, others call me mother nature."
+
+
+def test_a_finished_sentence_ends_the_turn_after_a_short_pause(smart_turn):
+    options = VadOptions()
+    waited = pause_taken(english_sentence(), smart_turn, options)
+    assert waited <= (options.turn_checks_ms[0] + 150) / 1000, waited
+    # Without the model, the fixed pause is waited out.
+    assert pause_taken(english_sentence(), None, options) >= options.silence_ms / 1000
+
+
+def test_a_sentence_cut_in_the_middle_waits_for_more(smart_turn):
+    options = VadOptions()
+    cut = voiced(english_sentence()[:SAMPLE_RATE])  # "Some call me ..." and then nothing
+    waited = pause_taken(cut, smart_turn, options)
+    assert waited >= options.unfinished_ms / 1000 - 0.1, waited
+
+
+def test_spoken_questions_finished_and_unfinished(smart_turn, tmp_path: Path):
+    options = VadOptions()
+    finished = voiced(load_audio(speak_to_file("What is the capital of France?", tmp_path / "a.wav")))
+    unfinished = voiced(load_audio(speak_to_file("I would like to know about the", tmp_path / "b.wav")))
+    assert pause_taken(finished, smart_turn, options) < pause_taken(unfinished, smart_turn, options)
+    assert pause_taken(unfinished, smart_turn, options) >= options.unfinished_ms / 1000 - 0.1
+
+
+def test_turn_model_none_means_no_model():
+    assert resolve_turn_model("none") is None and resolve_turn_model("NONE") is None
+
+
+def test_a_named_turn_model_that_is_missing_is_an_error(tmp_path: Path):
+    with pytest.raises(ModelError, match="turn model not found"):
+        resolve_turn_model(str(tmp_path / "nope.onnx"))
+
+
+def test_the_default_turn_model_is_found_offline(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert resolve_turn_model(None) == starter_path()
+    assert starter_path().name == TURN_FILE
+
+
+def test_a_missing_turn_model_path_is_one_line_on_the_command_line(tmp_path: Path):
+    run = run_chat("--vad", "--no-play", "--turn-model", str(tmp_path / "nope.onnx"), "--model", "smollm2")
+    assert run.returncode == 1 and len(run.stderr_lines) == 1, run.stderr
+    assert "turn model not found" in run.stderr
