@@ -48,6 +48,7 @@ class SmartTurn:
         options = ort.SessionOptions()
         options.inter_op_num_threads = 1
         options.intra_op_num_threads = threads
+        options.enable_cpu_mem_arena = False  # one small input at a time: the arena only holds memory
         try:
             self._session = ort.InferenceSession(str(path), sess_options=options)
         except Exception as exc:  # onnxruntime raises its own exception types for a bad file
