@@ -146,9 +146,16 @@ def run(
         if config.vad:
             assert microphone is not None
             return loops.hands_free(
-                session, microphone, vad_options(config), keys, err, barge_in=config.barge_in, turn=turn_model
+                session,
+                microphone,
+                vad_options(config),
+                keys,
+                err,
+                barge_in=config.barge_in,
+                turn=turn_model,
+                speculate=config.speculate,
             )
         assert recorder is not None
-        return loops.push_to_talk(session, recorder, keys, err)
+        return loops.push_to_talk(session, recorder, keys, err, speculate=config.speculate)
     finally:
         session.close()

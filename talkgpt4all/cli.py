@@ -201,6 +201,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --vad, speaking during a reply interrupts it (use headphones: no echo cancelling)",
     )
     g.add_argument(
+        "--no-speculate",
+        action="store_true",
+        help="wait for the end of a spoken turn before transcribing it (default: speech to text and the "
+        "model's prompt start as you pause, and are dropped if you speak on)",
+    )
+    g.add_argument(
         "--no-stream",
         action="store_true",
         help="sequential baseline: the whole reply, then all its speech, then playback",
@@ -246,6 +252,7 @@ def build_config(args: argparse.Namespace) -> Config:
         silence_ms=args.silence_ms,
         turn_model="none" if args.silence_ms is not None and args.turn_model is None else args.turn_model,
         barge_in=args.barge_in,
+        speculate=not args.no_speculate,
         stream=not args.no_stream,
         timings=args.timings,
         debug=args.debug,
@@ -319,6 +326,10 @@ def check_combinations(parser: argparse.ArgumentParser, args: argparse.Namespace
         parser.error("--llm-url is for --llm openai: add --llm openai, or leave --llm-url out")
     if args.barge_in and not args.vad:
         parser.error("--barge-in interrupts a reply by speaking, in hands-free mode: add --vad")
+    if args.no_speculate and (args.text or args.input):
+        parser.error(
+            "--no-speculate is about turns spoken into the microphone: leave it out with --text or --input"
+        )
     for flag, value in (("--silence-ms", args.silence_ms), ("--turn-model", args.turn_model)):
         if value is not None and not args.vad:
             parser.error(f"{flag} says when a hands-free turn ends: add --vad, or leave {flag} out")

@@ -107,6 +107,7 @@ class Config:
     silence_ms: int | None = None  # None: the default (500 ms) when no turn model decides
     turn_model: str | None = None  # None: Smart Turn if it can be had; "none": the fixed pause
     barge_in: bool = False
+    speculate: bool = True  # hands-free: start a turn's work as the user pauses
     stream: bool = True
     timings: bool = False
     debug: bool = False

@@ -206,13 +206,21 @@ class Listener:
         on_start: Callable[[bool], None] = lambda replying: None,
         clock: Callable[[], float] = time.perf_counter,  # the microphone's clock (captured_at)
         turn: Callable[[np.ndarray], float] | None = None,  # the turn model, if any
+        on_pause: Callable[[np.ndarray], None] | None = None,  # a pause began: the utterance so far
+        on_resume: Callable[[], None] | None = None,  # and speech went on after it
     ) -> None:
         from talkgpt4all.audio.vad import Segmenter
 
         self.mic, self.inbox, self.barge_in, self.clock = mic, inbox, barge_in, clock
         self.replying = threading.Event()
         self._stopping = threading.Event()
-        self._segmenter = Segmenter(options, on_start=lambda: on_start(self.replying.is_set()), turn=turn)
+        self._segmenter = Segmenter(
+            options,
+            on_start=lambda: on_start(self.replying.is_set()),
+            turn=turn,
+            on_pause=on_pause,
+            on_resume=on_resume,
+        )
         self._thread = threading.Thread(target=self._listen, name="listener", daemon=True)
 
     def start(self) -> None:
@@ -277,8 +285,67 @@ def _failure(event: Failure) -> DeviceError:
     return DeviceError(one_line(f"listening stopped ({type(error).__name__}: {error}): start again"))
 
 
-def push_to_talk(session: Session, recorder: Recorder, keys: IO[bytes], err: IO[str]) -> int:
-    """Enter starts and stops recording; a typed line is sent as text.
+class RecordingWatcher:
+    """Push-to-talk: follows a recording as it grows, on its own thread, and tells the session when the
+    user pauses (the recording so far may be all of it) and when they speak on. The turn's speech to
+    text and prefill then start before Enter is pressed: after a pause, the last of it is the final
+    transcript. The recording itself is never held up.
+    """
+
+    POLL = 0.05  # seconds between looks at the recording
+
+    def __init__(
+        self,
+        recorder: Recorder,
+        on_pause: Callable[[np.ndarray], None],
+        on_resume: Callable[[], None],
+        options: VadOptions | None = None,
+    ) -> None:
+        from talkgpt4all.audio.vad import CHUNK, Segmenter
+
+        self.recorder, self._on_pause, self._chunk = recorder, on_pause, CHUNK
+        self._recording: np.ndarray | None = None
+        self.fed = 0  # samples of the recording the segmenter has seen
+        self._segmenter = Segmenter(options, on_pause=self._paused, on_resume=on_resume)
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="recording-watcher", daemon=True)
+        self._thread.start()
+
+    def _paused(self, _speech: np.ndarray) -> None:
+        # The turn's audio is the whole recording (silence before the speech included), not the
+        # segmenter's cut of it.
+        assert self._recording is not None
+        self._on_pause(self._recording[: self.fed])
+
+    def _feed(self, recording: np.ndarray) -> None:
+        self._recording = recording
+        while self.fed + self._chunk <= len(recording):
+            self.fed += self._chunk
+            self._segmenter.feed(recording[self.fed - self._chunk : self.fed])
+
+    def _watch(self) -> None:
+        try:
+            while not self._done.wait(self.POLL):
+                self._feed(self.recorder.so_far())
+        except Exception as exc:  # only a head start is lost: the turn transcribes its own audio
+            log.debug("following the recording: %s", exc)
+
+    def finish(self, recording: np.ndarray) -> None:
+        """Recording has stopped: the watcher hears the rest of it (speech there makes the work done
+        in an earlier pause stale), then ends."""
+        self._done.set()
+        self._thread.join(JOIN_TIMEOUT)
+        try:
+            self._feed(recording)
+        except Exception as exc:
+            log.debug("following the recording: %s", exc)
+
+
+def push_to_talk(
+    session: Session, recorder: Recorder, keys: IO[bytes], err: IO[str], *, speculate: bool = True
+) -> int:
+    """Enter starts and stops recording; a typed line is sent as text. With speculate, the turn's work
+    starts when the user pauses before pressing Enter (see RecordingWatcher).
 
     During a reply, Enter or Ctrl-C stops it, and a typed line stops it and is the next turn. Ctrl-C
     or Ctrl-D at the prompt quits; Ctrl-D while recording quits too, dropping the recording.
@@ -301,7 +368,7 @@ def push_to_talk(session: Session, recorder: Recorder, keys: IO[bytes], err: IO[
         if not isinstance(event, Line) or event.text.strip():
             _reply_to(session, keyboard, event)
             continue
-        audio, speech_end, after = _record(recorder, inbox, err)
+        audio, speech_end, after = _record(recorder, inbox, err, session if speculate else None)
         if isinstance(after, EndOfInput):
             return ExitCode.OK
         if isinstance(after, Failure):
@@ -311,9 +378,12 @@ def push_to_talk(session: Session, recorder: Recorder, keys: IO[bytes], err: IO[
         _reply_to(session, keyboard, Utterance(audio, speech_end))
 
 
-def _record(rec: Recorder, inbox: Inbox, err: IO[str]) -> tuple[np.ndarray, float, Event]:
+def _record(
+    rec: Recorder, inbox: Inbox, err: IO[str], session: Session | None = None
+) -> tuple[np.ndarray, float, Event]:
     """Record until the next line (or the end of input), with a live indicator. Returns the audio, when
-    speech ended, and the event that ended the recording."""
+    speech ended, and the event that ended the recording. With a session, its work starts in the
+    user's pauses."""
     done = threading.Event()
 
     def indicator() -> None:
@@ -325,6 +395,7 @@ def _record(rec: Recorder, inbox: Inbox, err: IO[str]) -> tuple[np.ndarray, floa
                 return
 
     rec.start()
+    watcher = RecordingWatcher(rec, session.speculate, session.cancel_speculation) if session else None
     thread = threading.Thread(target=indicator, name="indicator", daemon=True)
     thread.start()
     try:
@@ -334,6 +405,8 @@ def _record(rec: Recorder, inbox: Inbox, err: IO[str]) -> tuple[np.ndarray, floa
         done.set()
         thread.join(JOIN_TIMEOUT)
         audio = rec.stop()
+        if watcher is not None:
+            watcher.finish(audio)
     err.write("\r\x1b[2K")
     return audio, speech_end, event
 
@@ -347,9 +420,11 @@ def hands_free(
     *,
     barge_in: bool = False,
     turn: Callable[[np.ndarray], float] | None = None,
+    speculate: bool = True,
 ) -> int:
     """Turns start when the user speaks and end at a pause (or when the turn model hears that the user
-    has finished); a typed line is a turn too.
+    has finished); a typed line is a turn too. With speculate, the turn's work starts as the pause
+    begins (see speculation.py).
 
     Enter or Ctrl-C stops a reply. Ctrl-D quits. If the microphone stops working, one line says so.
     """
@@ -365,7 +440,16 @@ def hands_free(
         except (OSError, ValueError):
             pass
 
-    listener = Listener(mic, options, inbox, barge_in=barge_in, on_start=speech_started, turn=turn)
+    listener = Listener(
+        mic,
+        options,
+        inbox,
+        barge_in=barge_in,
+        on_start=speech_started,
+        turn=turn,
+        on_pause=session.speculate if speculate else None,
+        on_resume=session.cancel_speculation if speculate else None,
+    )
     listener.start()
     try:
         keyboard = Keyboard(keys, inbox)

@@ -25,6 +25,7 @@ from talkgpt4all.audio import SAMPLE_RATE, AudioSink, is_silent
 from talkgpt4all.conversation import Conversation, MessageTooLong
 from talkgpt4all.errors import TalkError, UsageError, one_line
 from talkgpt4all.llm import ChatModel, GenerationOptions
+from talkgpt4all.speculation import Speculation, Speculator
 from talkgpt4all.stt import Transcriber, Transcript
 from talkgpt4all.text import has_words, sentences
 from talkgpt4all.tts import Synthesizer
@@ -58,6 +59,7 @@ class TurnResult:
     error: str | None = None  # the one-line reason a turn failed
     dropped: int = 0  # old messages the prompt left out to fit the context (forgotten once committed)
     speech_end: float = 0.0  # time.perf_counter() at the true end of the user's speech: timings count from it
+    speculated: bool = False  # the turn's speech to text (and prefill) was done in the user's pause
 
     @property
     def cut_off(self) -> bool:
@@ -67,7 +69,7 @@ class TurnResult:
         record = asdict(self)
         del record["dropped"], record["speech_end"]
         record["timings"] = {k: None if v is None else round(v, 3) for k, v in record["timings"].items()}
-        for optional in ("interrupted", "error"):
+        for optional in ("interrupted", "error", "speculated"):
             if not record[optional]:
                 del record[optional]
         return json.dumps(record, ensure_ascii=False)
@@ -134,6 +136,7 @@ class Session:
         self.interrupt = threading.Event()
         self._speaker: Speaker | None = None
         self.turns = turns_before  # turn numbers go on from a resumed transcript
+        self.speculator: Speculator | None = None  # made by the first speculate()
         # The transcript hears first: it must keep the turn even if the terminal has gone away.
         self.observers: list[TurnObserver] = [o for o in (transcript, display) if o is not None]
 
@@ -157,27 +160,70 @@ class Session:
             raise RuntimeError("this session has no transcriber")
         # From here on, Enter or Ctrl-C cancels this turn: also while the speech is transcribed.
         self.interrupt.clear()
-        if is_silent(audio):
-            self.display.notice(DIDNT_CATCH)
-            return None
+        ahead = self.speculator.claim(audio) if self.speculator else None
+        heard: Transcript
         try:
-            heard: Transcript = self.transcriber.transcribe(audio, self.language)
-        except KeyboardInterrupt:
-            if not self.interruptible:
-                raise
-            self.interrupt.set()
-            self.display.notice("(cancelled)")
-            return None
-        stt = time.perf_counter() - speech_end
-        if not has_words(heard.text):
-            self.display.notice(DIDNT_CATCH)
-            return None
-        return self._turn(heard.text, speech_end, heard.language, Timings(endpoint=endpoint, stt=stt))
+            if is_silent(audio):
+                self.display.notice(DIDNT_CATCH)
+                return None
+            if ahead is not None and ahead.heard is not None and ahead.heard_at is not None:
+                heard, stt = ahead.heard, max(0.0, ahead.heard_at - speech_end)
+            else:
+                try:
+                    heard = self.transcriber.transcribe(audio, self.language)
+                except KeyboardInterrupt:
+                    if not self.interruptible:
+                        raise
+                    self.interrupt.set()
+                    self.display.notice("(cancelled)")
+                    return None
+                stt = time.perf_counter() - speech_end
+            if not has_words(heard.text):
+                self.display.notice(DIDNT_CATCH)
+                return None
+            timings = Timings(endpoint=endpoint, stt=stt)
+            return self._turn(heard.text, speech_end, heard.language, timings, ahead)
+        finally:
+            if self.speculator:
+                self.speculator.release()
 
     def reply(self, text: str, speech_end: float, *, language: str | None = None) -> TurnResult:
         """Answer one typed turn: stream the reply to the display and speak it as it is written."""
         self.interrupt.clear()
-        return self._turn(text, speech_end, language, Timings())
+        if self.speculator:
+            self.speculator.claim(None)
+        try:
+            return self._turn(text, speech_end, language, Timings())
+        finally:
+            if self.speculator:
+                self.speculator.release()
+
+    def speculate(self, audio: np.ndarray) -> None:
+        """The user paused (hands-free, or recording push-to-talk), and this may be the whole utterance.
+        Its speech to text and the model's prefill start now, on a worker thread; a turn for this very
+        audio takes the results."""
+        if self.transcriber is None:
+            return
+        if self.speculator is None:
+            transcriber = self.transcriber
+            self.speculator = Speculator(lambda a: transcriber.transcribe(a, self.language), self._prefill)
+        self.speculator.start(audio)
+
+    def cancel_speculation(self) -> None:
+        """The user spoke on after the pause."""
+        if self.speculator:
+            self.speculator.cancel()
+
+    def _prefill(self, user: str, cancelled: threading.Event) -> int:
+        """Compute the prompt a turn with this message would have, so the model's cache holds it."""
+        prefill = getattr(self.chat, "prefill", None)
+        if prefill is None:
+            return 0
+        try:
+            fitted = self.conversation.fit(user, self.chat.count_tokens, self.budget, self.trim_target)
+        except MessageTooLong:
+            return 0  # the turn itself says so
+        return int(prefill(fitted.messages, cancelled))
 
     def stop(self) -> None:
         """Interrupt the turn in progress (from another thread: a key press, or speech with --barge-in)."""
@@ -188,14 +234,28 @@ class Session:
 
     # ------------------------------------------------------------------ a turn, then what follows it
 
-    def _turn(self, text: str, speech_end: float, language: str | None, timings: Timings) -> TurnResult:
+    def _turn(
+        self,
+        text: str,
+        speech_end: float,
+        language: str | None,
+        timings: Timings,
+        ahead: Speculation | None = None,
+    ) -> TurnResult:
         self.turns += 1
         result = TurnResult(
-            self.turns, text, language or self.language, "", 0, timings=timings, speech_end=speech_end
+            self.turns,
+            text,
+            language or self.language,
+            "",
+            0,
+            timings=timings,
+            speech_end=speech_end,
+            speculated=ahead is not None,
         )
         escaping: BaseException | None = None
         try:
-            self._run(result, speech_end)
+            self._run(result, speech_end, ahead)
         except TalkError as exc:
             result.error = one_line(str(exc))
         except KeyboardInterrupt as exc:
@@ -226,7 +286,7 @@ class Session:
             conversation = self.conversation
             conversation.commit(result.user, result.reply, cut_off=result.cut_off, dropped=result.dropped)
 
-    def _run(self, result: TurnResult, speech_end: float) -> None:
+    def _run(self, result: TurnResult, speech_end: float, ahead: Speculation | None = None) -> None:
         for observer in self.observers:
             observer.turn_started(result)
         if self.interrupt.is_set():  # cancelled before the model was asked (Enter during STT)
@@ -291,6 +351,8 @@ class Session:
                 speaker.close()
             self._speaker = None
             result.prompt_evaluated = self.chat.last_evaluated
+            if result.prompt_evaluated is not None and ahead is not None:
+                result.prompt_evaluated += ahead.prefilled  # computed during the pause, for this prompt
             result.reply = "".join(pieces).strip()
             if not completed:
                 # Only what the user heard (at least in part) was said; the rest never happened.
@@ -330,6 +392,8 @@ class Session:
                 sink.prepare(audio.sample_rate)
 
     def close(self) -> None:
+        if self.speculator:
+            self.speculator.close()
         self.chat.close()
         for sink in self.sinks:
             sink.close()

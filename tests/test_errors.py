@@ -113,6 +113,7 @@ def test_bad_input_fails_before_any_model_loads(tmp_path):
         (["--llm", "openai"], "--llm-url"),
         (["--llm-url", "http://127.0.0.1:8080/v1"], "--llm openai"),
         (["--barge-in"], "--vad"),
+        (["--no-speculate"], "--text or --input"),
         (["--silence-ms", "300"], "--vad"),
         (["--turn-model", "none"], "--vad"),
     ],

@@ -52,6 +52,9 @@ class FakeRecorder:
         self.stops += 1
         return SPEECH
 
+    def so_far(self) -> np.ndarray:
+        return SPEECH[:0]
+
     @property
     def elapsed(self) -> float:
         return 1.0
@@ -273,8 +276,8 @@ def hands_free(session: Session, mic: FakeMic, keys: Keys, monkeypatch: pytest.M
 
     original = vad.Segmenter
 
-    def with_energy_vad(options, on_start=None, turn=None):
-        return original(options, vad=energy_vad, on_start=on_start, turn=turn)
+    def with_energy_vad(options, **hooks):
+        return original(options, vad=energy_vad, **hooks)
 
     monkeypatch.setattr(vad, "Segmenter", with_energy_vad)
     return in_thread(
@@ -342,9 +345,7 @@ def test_barge_in_stops_the_reply_and_the_speech_is_the_next_turn(monkeypatch):
     import talkgpt4all.audio.vad as vad
 
     original = vad.Segmenter
-    monkeypatch.setattr(
-        vad, "Segmenter", lambda o, on_start=None, turn=None: original(o, vad=energy_vad, on_start=on_start)
-    )
+    monkeypatch.setattr(vad, "Segmenter", lambda o, **hooks: original(o, vad=energy_vad, **hooks))
     thread, outcome = in_thread(
         lambda: loops.hands_free(
             session, mic, VadOptions(silence_ms=200), keys.stream, io.StringIO(), barge_in=True

@@ -139,6 +139,9 @@ class Recorder(Protocol):
     def stop(self) -> np.ndarray:
         """Stop and return what was heard, as SAMPLE_RATE mono float32."""
 
+    def so_far(self) -> np.ndarray:
+        """What has been heard since start(), while recording goes on."""
+
     @property
     def elapsed(self) -> float:
         """Seconds recorded so far."""

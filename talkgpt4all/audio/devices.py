@@ -179,10 +179,13 @@ class MicRecorder(_Microphone):
     def elapsed(self) -> float:
         return self._frames / SAMPLE_RATE
 
-    def stop(self) -> np.ndarray:
-        self.close()
+    def so_far(self) -> np.ndarray:
         with self._lock:
             return np.concatenate(self._chunks) if self._chunks else np.zeros(0, np.float32)
+
+    def stop(self) -> np.ndarray:
+        self.close()
+        return self.so_far()
 
 
 class MicStream(_Microphone):

@@ -18,6 +18,7 @@ from talkgpt4all.audio import SAMPLE_RATE
 log = logging.getLogger("talkgpt4all")
 
 CHUNK = 512  # samples per VAD step: 32 ms at 16 kHz, the window Silero v5+ is trained on
+KEPT_PAUSE_MS = 150  # of the pause that ends an utterance, the part it keeps
 _CONTEXT = 64  # samples of the previous chunk Silero sees before each new one
 
 
@@ -32,6 +33,9 @@ class VadOptions:
     turn_checks_ms: tuple[int, ...] = (200, 400)
     unfinished_ms: int = 1500
     complete_probability: float = 0.5
+    # A pause this long is when a turn may be over: the listener starts on it speculatively (speech to
+    # text, the model's prefill), and drops that work if the user speaks on.
+    speculate_ms: int = 64
     threshold: float = 0.5  # speech probability that counts as speech
     min_speech_ms: int = 160  # speech must last this long to start a turn: clicks and bumps don't
     preroll_ms: int = 320  # audio kept from before the start, so the first syllable is not cut
@@ -68,6 +72,11 @@ class Segmenter:
     feed() returns the whole utterance (pre-roll included) once it has ended, else None. on_start is
     called when speech has lasted min_speech_ms: the moment a turn (or a barge-in) begins.
 
+    on_pause(audio) is called when a pause in speech has lasted speculate_ms, with the utterance as it
+    would be if the turn ended there; on_resume() when speech goes on after such a pause. Whatever
+    on_pause started is then stale. The utterance feed() returns in the end begins with the audio
+    the last on_pause was given, and the rest of it is that pause.
+
     The end comes after a pause of silence_ms, or, with a turn model (the probability that a turn is
     complete, from its audio), at the first of turn_checks_ms where the turn sounds finished, and after
     unfinished_ms if it never does.
@@ -79,15 +88,21 @@ class Segmenter:
         vad: Callable[[np.ndarray], float] | None = None,
         on_start: Callable[[], None] | None = None,
         turn: Callable[[np.ndarray], float] | None = None,
+        on_pause: Callable[[np.ndarray], None] | None = None,
+        on_resume: Callable[[], None] | None = None,
     ) -> None:
         self.options = options or VadOptions()
         self.vad = vad or SileroVad()
         self.on_start = on_start
         self.turn = turn
+        self.on_pause, self.on_resume = on_pause, on_resume
         self.samples_seen = 0  # audio time, in samples, of everything fed so far
         # Chunks of the pause that ended the last utterance: it ended (was last voiced) that many chunks
         # before the one that decided it was over.
         self.trailing_chunks = 0
+        # on_pause was called and no speech has come since: the next voiced chunk calls on_resume, even
+        # after the pause ended the utterance (push-to-talk records on until Enter).
+        self._announced = False
         self.reset()
 
     def reset(self) -> None:
@@ -109,6 +124,7 @@ class Segmenter:
         probability = self.vad(chunk)
         if self._speech is None:
             if probability >= o.threshold:
+                self._resumed()
                 self._candidate.append(chunk)
                 if len(self._candidate) >= o.chunks(o.min_speech_ms):
                     self._speech = [*self._preroll, *self._candidate]
@@ -123,16 +139,32 @@ class Segmenter:
             return None
         self._speech.append(chunk)
         # Hysteresis: once speaking, only a clearly lower probability counts as a pause.
+        paused = self._silent
         self._silent = self._silent + 1 if probability < o.threshold - 0.15 else 0
+        if self._silent == o.chunks(o.speculate_ms) and self.on_pause:
+            self._announced = True
+            self.on_pause(np.concatenate(self._speech[: self._kept()]))
+        elif self._silent == 0 and paused:
+            self._resumed()
         too_long = len(self._speech) * CHUNK >= o.max_turn_s * SAMPLE_RATE
         if self._ended() or too_long:
-            # Keep a little of the pause: Whisper likes a word's tail intact.
-            keep = len(self._speech) - max(0, self._silent - o.chunks(150))
-            utterance = np.concatenate(self._speech[:keep])
+            utterance = np.concatenate(self._speech[: self._kept()])
             self.trailing_chunks = self._silent
             self.reset()
             return utterance
         return None
+
+    def _resumed(self) -> None:
+        if self._announced:
+            self._announced = False
+            if self.on_resume:
+                self.on_resume()
+
+    def _kept(self) -> int:
+        """The chunks of speech an utterance ending now keeps: a little of the pause (Whisper likes a
+        word's tail intact), never more."""
+        assert self._speech is not None
+        return len(self._speech) - max(0, self._silent - self.options.chunks(KEPT_PAUSE_MS))
 
     def _ended(self) -> bool:
         """Whether the pause so far ends the turn."""

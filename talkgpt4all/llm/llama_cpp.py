@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -154,6 +155,29 @@ class LlamaCppChatModel:
             # generate() now finds these head_p tokens cached, drops what is left after them, and
             # computes only the rest of the prompt.
             llm.n_tokens = head_p
+
+    def prefill(self, messages: list[Message], cancelled: threading.Event) -> int:
+        """Compute the prompt for these messages into the cache, without generating; the tokens
+        computed. stream() with the same messages then starts sampling at once. Stops between batches
+        when cancelled; what was computed stays a valid cache either way."""
+        tokens, _ = self._prompt(messages)
+        if self.shifts_context:
+            self._reuse_cache(tokens)
+        llm = self.llm
+        cached = llm.longest_token_prefix(llm.input_ids[: llm.n_tokens].tolist(), tokens)
+        if cached == len(tokens) == llm.n_tokens:
+            return 0
+        # At least the last token is computed again: its logits are where sampling starts.
+        start = llm.n_tokens = min(cached, len(tokens) - 1)
+        rest = tokens[start:]
+        for batch in range(0, len(rest), llm.n_batch):
+            if cancelled.is_set():
+                break
+            llm.eval(rest[batch : batch + llm.n_batch])  # drops the cache past n_tokens first
+        # llama.cpp counts the tokens it computed when it next synchronizes: now, so that they count here
+        # (and not in the turn that samples after them).
+        self._lib.llama_synchronize(self.llm._ctx.ctx)
+        return int(llm.n_tokens) - start
 
     def stream(self, messages: list[Message], options: GenerationOptions) -> Iterator[str]:
         tokens, result = self._prompt(messages)

@@ -1,0 +1,388 @@
+"""Hands-free speculation: a turn's speech to text and prefill start as the user pauses, and are dropped
+without a trace if the user speaks on.
+
+The unit tests drive the segmenter, the speculator and a session with fakes; the last ones run the real
+stack (Silero VAD, Smart Turn, Whisper base, SmolLM2 through llama.cpp) on real speech, in real time.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import speak_to_file, wer
+from fakes import FakeChat, FakeDisplay, FakeTranscriber
+from talkgpt4all.audio import SAMPLE_RATE, load_audio
+from talkgpt4all.audio.vad import CHUNK, Segmenter, VadOptions
+from talkgpt4all.conversation import Conversation
+from talkgpt4all.pipeline import Session, TurnResult
+from talkgpt4all.speculation import Speculator
+from talkgpt4all.stt import Transcript
+
+
+def loud(seconds: float) -> np.ndarray:
+    return (np.sin(np.arange(int(seconds * SAMPLE_RATE)) / 5) * 0.3).astype(np.float32)
+
+
+def quiet(seconds: float) -> np.ndarray:
+    return np.zeros(int(seconds * SAMPLE_RATE), np.float32)
+
+
+def energy_vad(chunk: np.ndarray) -> float:
+    return 1.0 if float(np.abs(chunk).max()) > 0.1 else 0.0
+
+
+# ------------------------------------------------------------------------------------ the segmenter
+
+
+def test_a_pause_is_announced_with_the_utterance_the_turn_then_ends_with():
+    paused: list[np.ndarray] = []
+    resumed: list[int] = []
+    seg = Segmenter(
+        VadOptions(silence_ms=500),
+        vad=energy_vad,
+        on_pause=paused.append,
+        on_resume=lambda: resumed.append(len(paused)),
+    )
+    # "What is the capital" - a 300 ms pause - "of France?" - the pause that ends the turn.
+    [(_, utterance)] = seg.feed_all(np.concatenate([loud(1.0), quiet(0.3), loud(0.6), quiet(1.0)]))
+    assert len(paused) == 2 and resumed == [1]  # the first pause was announced, then taken back
+    last = paused[-1]
+    assert len(last) < len(utterance) and np.array_equal(utterance[: len(last)], last)
+    assert np.abs(utterance[len(last) :]).max() < 0.1  # what the turn adds to it is the pause
+    # The first announcement was only the first part: it is not the utterance's beginning plus a pause.
+    assert np.abs(utterance[len(paused[0]) :]).max() > 0.1
+
+
+def test_speech_after_a_pause_that_ended_the_utterance_still_takes_the_pause_back():
+    """Push-to-talk records on after a pause long enough to end an utterance: speech after it makes
+    the work started in that pause stale all the same."""
+    events: list[str] = []
+    seg = Segmenter(
+        VadOptions(silence_ms=300),
+        vad=energy_vad,
+        on_pause=lambda audio: events.append("pause"),
+        on_resume=lambda: events.append("resume"),
+    )
+    seg.feed_all(np.concatenate([loud(1.0), quiet(1.0), loud(0.064)]))  # a word too short to be a turn
+    assert events == ["pause", "resume"]
+
+
+def test_a_pause_shorter_than_speculate_ms_is_not_announced():
+    paused: list[np.ndarray] = []
+    seg = Segmenter(VadOptions(silence_ms=500, speculate_ms=96), vad=energy_vad, on_pause=paused.append)
+    seg.feed_all(np.concatenate([loud(0.5), quiet(0.05), loud(0.5), quiet(1.0)]))
+    assert len(paused) == 1
+
+
+# ------------------------------------------------------------------------------------ the speculator
+
+
+class SlowTranscriber(FakeTranscriber):
+    """Takes its time, as Whisper does, and hears as many words as the audio has half-seconds."""
+
+    def __init__(self, seconds: float = 0.1) -> None:
+        super().__init__("")
+        self.seconds = seconds
+        self.heard: list[str] = []
+
+    def transcribe(self, audio: np.ndarray, language: str | None = None) -> Transcript:
+        self.calls += 1
+        time.sleep(self.seconds)
+        text = " ".join(["word"] * max(1, round(len(audio) / SAMPLE_RATE * 2)))
+        self.heard.append(text)
+        return Transcript(text, language or "en")
+
+
+class PrefillingChat(FakeChat):
+    """A chat model that records the prompts computed ahead of a turn."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.prefilled: list[str] = []
+
+    def prefill(self, messages, cancelled: threading.Event) -> int:
+        self.prefilled.append(messages[-1]["content"])
+        return 7
+
+
+def session(chat: FakeChat, transcriber: FakeTranscriber, display: FakeDisplay) -> Session:
+    return Session(chat, Conversation("be brief"), display, transcriber=transcriber, interruptible=True)
+
+
+def test_a_turn_takes_the_work_done_in_the_pause_and_does_not_transcribe_again():
+    chat, stt, display = PrefillingChat().enqueue("Paris."), SlowTranscriber(), FakeDisplay()
+    s = session(chat, stt, display)
+    audio = np.concatenate([loud(1.0), quiet(0.1)])
+    s.speculate(audio)
+    result = s.hear(np.concatenate([audio, quiet(0.1)]), time.perf_counter())
+    assert isinstance(result, TurnResult) and result.speculated
+    assert stt.calls == 1 and chat.prefilled == ["word word"] and result.user == "word word"
+    assert chat.calls[0][-1] == {"role": "user", "content": "word word"}
+    assert json.loads(result.to_json())["speculated"] is True
+    s.close()
+
+
+def test_work_for_other_audio_is_dropped_and_the_turn_transcribes_its_own():
+    chat, stt, display = PrefillingChat().enqueue("Paris."), SlowTranscriber(), FakeDisplay()
+    s = session(chat, stt, display)
+    s.speculate(loud(1.0) * 0.5)  # not the beginning of what the turn then heard
+    result = s.hear(np.concatenate([loud(2.0), quiet(0.1)]), time.perf_counter())
+    assert result is not None and not result.speculated
+    assert stt.calls == 2 and result.user == "word word word word"
+    s.close()
+
+
+def test_speech_after_the_pause_leaves_no_trace():
+    """The user said "word word", paused, then went on: the stale work never reaches the history, the
+    display or the transcript; only the whole utterance does."""
+    chat, stt, display = PrefillingChat().enqueue("Paris."), SlowTranscriber(), FakeDisplay()
+    s = session(chat, stt, display)
+    first = np.concatenate([loud(1.0), quiet(0.1)])
+    s.speculate(first)
+    s.cancel_speculation()  # the user speaks on
+    whole = np.concatenate([first, loud(1.0), quiet(0.1)])
+    s.speculate(whole)
+    result = s.hear(np.concatenate([whole, quiet(0.1)]), time.perf_counter())
+    assert result is not None and result.speculated
+    assert result.user == "word word word word"
+    assert display.lines == ["You: word word word word", "AI: Paris."]
+    assert s.conversation.turns[0] == {"role": "user", "content": "word word word word"}
+    assert [m[-1]["content"] for m in chat.calls] == ["word word word word"]
+    s.close()
+
+
+def test_a_typed_line_waits_for_the_work_under_way_and_ignores_it():
+    chat, stt, display = PrefillingChat().enqueue("Hello!"), SlowTranscriber(0.3), FakeDisplay()
+    s = session(chat, stt, display)
+    s.speculate(loud(1.0))
+    time.sleep(0.05)  # the worker has started on it
+    result = s.reply("hi there", time.perf_counter())
+    assert not result.speculated and result.user == "hi there"
+    assert chat.calls[0][-1]["content"] == "hi there"
+    s.close()
+
+
+def test_no_speculation_starts_while_a_turn_has_the_engines():
+    stt = SlowTranscriber()
+    speculator = Speculator(stt.transcribe)
+    speculator.claim(None)
+    speculator.start(loud(1.0))
+    time.sleep(0.2)
+    assert stt.calls == 0
+    speculator.release()
+    speculator.start(loud(1.0))
+    assert speculator.claim(loud(1.0)) is not None and stt.calls == 1
+    worker = speculator._thread
+    speculator.close()
+    assert worker is not None and not worker.is_alive()  # closing ends the worker
+
+
+def test_failed_work_is_done_again_by_the_turn():
+    class FailsOnce(SlowTranscriber):
+        def transcribe(self, audio: np.ndarray, language: str | None = None) -> Transcript:
+            if self.calls == 0:
+                self.calls += 1
+                raise RuntimeError("out of memory")
+            return super().transcribe(audio, language)
+
+    chat, stt, display = PrefillingChat().enqueue("Paris."), FailsOnce(), FakeDisplay()
+    s = session(chat, stt, display)
+    audio = np.concatenate([loud(1.0), quiet(0.1)])
+    s.speculate(audio)
+    result = s.hear(audio, time.perf_counter())
+    assert result is not None and not result.speculated and result.user == "word word"
+    s.close()
+
+
+# ------------------------------------------------------------------------------------ real models
+
+
+class PacedMic:
+    """A microphone that says a recording in real time (32 ms blocks), then silence."""
+
+    def __init__(self, audio: np.ndarray) -> None:
+        self.audio, self.position, self.captured_at = audio, 0, 0.0
+        self._next = 0.0
+
+    def start(self) -> None:
+        self._next = time.perf_counter()
+
+    def read(self, timeout: float = 0.1) -> np.ndarray | None:
+        chunk = self.audio[self.position : self.position + CHUNK]
+        self.position += CHUNK
+        self._next += CHUNK / SAMPLE_RATE
+        time.sleep(max(0.0, self._next - time.perf_counter()))
+        self.captured_at = self._next
+        return np.pad(chunk, (0, CHUNK - len(chunk)))
+
+    def close(self) -> None:
+        pass
+
+
+def hands_free_turn(audio: np.ndarray, tmp_path: Path, *flags: str) -> dict:
+    """One hands-free turn through the whole program, in process: its transcript line."""
+    from talkgpt4all import app, cli
+
+    transcript = tmp_path / f"turns{len(list(tmp_path.glob('turns*')))}.jsonl"
+    args = [
+        "--vad",
+        "--no-play",
+        "--transcript",
+        str(transcript),
+        "--temperature",
+        "0",
+        "--seed",
+        "1",
+        "--max-tokens",
+        "48",
+        "--tts",
+        "none",
+        *flags,
+    ]
+    parser = cli.build_parser()
+    parsed = parser.parse_args(args)
+    cli.check_combinations(parser, parsed)
+    read, write = os.pipe()
+
+    class QuitAfterTheTurn:
+        def turn_started(self, result: TurnResult) -> None:
+            pass
+
+        def reply_token(self, text: str) -> None:
+            pass
+
+        def turn_ended(self, result: TurnResult) -> None:
+            os.close(write)  # Ctrl-D
+
+    with os.fdopen(read, "rb", buffering=0) as keys:
+        code = app.run(
+            cli.build_config(parsed),
+            keys,
+            io.StringIO(),
+            microphone=PacedMic(audio),
+            observers=[QuitAfterTheTurn()],
+        )
+    assert code == 0
+    [line] = transcript.read_text().splitlines()
+    return json.loads(line)
+
+
+@pytest.fixture(scope="module")
+def question_with_a_pause(tmp_path_factory: pytest.TempPathFactory) -> np.ndarray:
+    """ "Tell me about the" - 300 ms - "capital of France.": a real pause inside a real request."""
+    folder = tmp_path_factory.mktemp("speech")
+    first = load_audio(speak_to_file("Tell me about the", folder / "a.wav"))
+    second = load_audio(speak_to_file("capital of France.", folder / "b.wav"))
+
+    def voiced(a: np.ndarray) -> np.ndarray:
+        loud_at = np.flatnonzero(np.abs(a) > 0.01)
+        return a[loud_at[0] : loud_at[-1] + 1]
+
+    return np.concatenate([quiet(0.5), voiced(first), quiet(0.3), voiced(second), quiet(2.5)])
+
+
+def test_real_speech_a_pause_inside_the_question_then_the_end_a_reply_as_without_speculation(
+    question_with_a_pause: np.ndarray, tmp_path: Path
+):
+    """The work started in the pause inside the question is dropped; the work started as the question
+    ended is what the turn uses: the same words, the same prompt computed once, the same reply."""
+    # A fixed 600 ms pause ends the turn: the one inside the request is shorter. (Which pauses end a
+    # turn is the turn model's business, tested on its own.)
+    flags = ("--whisper-model", "base", "--silence-ms", "600")
+    ahead = hands_free_turn(question_with_a_pause, tmp_path, *flags)
+    waited = hands_free_turn(question_with_a_pause, tmp_path, *flags, "--no-speculate")
+    assert ahead.get("speculated") is True and "speculated" not in waited
+    assert wer("Tell me about the capital of France.", ahead["user"]) <= 0.2, ahead["user"]
+    assert ahead["user"] == waited["user"]
+    assert ahead["reply"] == waited["reply"] and ahead["reply"]
+    # The prompt was computed in the pause, and the turn computed nothing more: had it computed the
+    # prompt again, the count would be about twice the other run's. (It may be lower: the dropped work
+    # left "Tell me about the" in the model's cache, and a cache is reused as far as it matches.)
+    assert 0 < ahead["prompt_evaluated"] <= waited["prompt_evaluated"]
+
+
+# ------------------------------------------------------------------------------------ push-to-talk
+
+
+class GrowingRecorder:
+    """A push-to-talk recording of a script, growing in real time from start()."""
+
+    def __init__(self, audio: np.ndarray) -> None:
+        self.audio, self._started = audio, 0.0
+
+    def start(self) -> None:
+        self._started = time.perf_counter()
+
+    def so_far(self) -> np.ndarray:
+        return self.audio[: int((time.perf_counter() - self._started) * SAMPLE_RATE)]
+
+    def stop(self) -> np.ndarray:
+        return self.so_far()
+
+    @property
+    def elapsed(self) -> float:
+        return time.perf_counter() - self._started
+
+
+def wait_until(condition, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "it never happened"
+        time.sleep(0.01)
+
+
+@pytest.fixture(scope="module")
+def spoken_question(tmp_path_factory: pytest.TempPathFactory) -> np.ndarray:
+    audio = load_audio(
+        speak_to_file("What is the capital of France?", tmp_path_factory.mktemp("q") / "q.wav")
+    )
+    return audio[: np.flatnonzero(np.abs(audio) > 0.01)[-1] + 1]
+
+
+def test_push_to_talk_a_pause_before_enter_and_the_transcript_is_ready(spoken_question: np.ndarray):
+    """Real speech, the real VAD: the user speaks, pauses, and presses Enter a second later. The turn's
+    speech to text was done in the pause; the turn does not transcribe again."""
+    from talkgpt4all.loops import RecordingWatcher
+
+    chat, stt, display = PrefillingChat().enqueue("Paris."), SlowTranscriber(), FakeDisplay()
+    s = session(chat, stt, display)
+    recorder = GrowingRecorder(np.concatenate([quiet(0.3), spoken_question, quiet(5.0)]))
+    recorder.start()
+    watcher = RecordingWatcher(recorder, s.speculate, s.cancel_speculation)
+    wait_until(lambda: recorder.elapsed > len(spoken_question) / SAMPLE_RATE + 1.3)
+    audio = recorder.stop()
+    watcher.finish(audio)
+    before = stt.calls  # one per pause the user made (espeak pauses inside the question, too)
+    result = s.hear(audio, time.perf_counter())
+    assert result is not None and result.speculated and before >= 1 and stt.calls == before
+    s.close()
+
+
+def test_push_to_talk_speech_right_up_to_enter_is_transcribed_whole(spoken_question: np.ndarray):
+    """The user paused, then spoke on until Enter: the work from the pause is stale, and the turn hears
+    the whole recording."""
+    from talkgpt4all.loops import RecordingWatcher
+
+    chat, stt, display = PrefillingChat().enqueue("Paris."), SlowTranscriber(), FakeDisplay()
+    s = session(chat, stt, display)
+    recorder = GrowingRecorder(np.concatenate([quiet(0.3), spoken_question, quiet(0.5), spoken_question]))
+    recorder.start()
+    watcher = RecordingWatcher(recorder, s.speculate, s.cancel_speculation)
+    # Enter while the second question is still being said.
+    wait_until(lambda: recorder.elapsed > 0.8 + len(spoken_question) / SAMPLE_RATE + 0.8)
+    audio = recorder.stop()
+    watcher.finish(audio)
+    before = stt.calls
+    result = s.hear(audio, time.perf_counter())
+    assert result is not None and not result.speculated and before >= 1 and stt.calls == before + 1
+    # What the turn heard is the whole recording (the fake hears a word per half second).
+    assert result.user == stt.heard[-1] and len(result.user.split()) == round(len(audio) / SAMPLE_RATE * 2)
+    s.close()
