@@ -15,6 +15,7 @@ so the modes are measured side by side on the same machine state:
   live-en     the same with --language en
   live-tiny   the same with Whisper tiny.en
   live-pause  the same as live with --turn-model none: a fixed 500 ms pause ends each turn
+  live-wait   the same as live with --no-speculate: nothing starts before the end of the turn
 
 In the live modes TTFA is also measured from outside the program's own clock: from the true end of each
 question (its last voiced sample) to the first reply audio, endpoint wait included ("ttfa_true").
@@ -57,6 +58,7 @@ MODES = {
     "live-en": ["--whisper-model", "base", "--language", "en"],
     "live-tiny": ["--whisper-model", "tiny.en"],
     "live-pause": ["--whisper-model", "base", "--turn-model", "none"],
+    "live-wait": ["--whisper-model", "base", "--no-speculate"],
 }
 
 
@@ -180,6 +182,8 @@ def summarize(results: dict[str, list[list[dict]]], rss: dict[str, int]) -> dict
             "first_turn_ttfa_p50": percentile(first, 0.5),
             "later_turns_ttfa_p50": percentile(later, 0.5),
             "peak_rss_mb": rss[mode] / 2**20,
+            "speculated": sum(1 for t in turns if t.get("speculated")),
+            "turns": len(turns),
         }
     m = figures["modes"]
 
@@ -214,6 +218,9 @@ def print_table(figures: dict, rounds: int, whisper: str) -> None:
             print(
                 f"{mode:<9} TTFA first turn {first:.3f} s, later turns {later:.3f} s (x{first / later:.2f})"
             )
+    for mode, data in figures["modes"].items():
+        if data["speculated"]:
+            print(f"{mode:<9} {data['speculated']} of {data['turns']} turns started in the pause")
     for key, label in (("ttfa_ratio_text", "text"), ("ttfa_ratio_file", "file")):
         if figures.get(key):
             print(f"TTFA --no-stream / streaming, {label} mode: x{figures[key]:.2f}")

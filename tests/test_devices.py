@@ -6,6 +6,7 @@ with tmux send-keys and paplay, records the speaker with parec, and listens to i
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import shutil
@@ -296,3 +297,25 @@ def test_without_barge_in_speech_during_a_reply_is_ignored(pulse: dict[str, str]
         app.kill()
     assert "[interrupted]" not in screen
     assert screen.count("You: ") == 1, screen  # what was said over the reply did not become a turn
+
+
+def test_hands_free_ttfa_is_measured_from_the_device_recordings():
+    """bench/devices.py plays questions into the virtual microphone and records both devices; TTFA is
+    end of question (microphone) to first reply sound (speaker). Only that it is measured, and in the
+    right order, is checked here: the figure itself belongs to the benchmark."""
+    _require_tools()
+    pytest.importorskip("piper", reason="install the bench extra: pip install -e '.[bench]' (.ci/run does)")
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "devices.py"), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr
+    figures = json.loads(done.stdout)
+    assert figures["measured"] == len(figures["turns"]) == 6, figures
+    for turn in figures["turns"]:
+        assert turn["question_end"] < turn["reply_start"], turn
+        assert 0 < turn["ttfa_device"] < 30, turn
+        assert turn["program"]["first_audio"] is not None, turn
+    assert 0 < figures["ttfa_device_p50"] <= figures["ttfa_device_p95"]

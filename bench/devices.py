@@ -1,0 +1,271 @@
+#!/usr/bin/env python3
+"""Hands-free TTFA as a user would measure it: on audio devices, from outside the program.
+
+A private PulseAudio server gets two virtual devices, a microphone and a speaker (null sinks; the
+program records the microphone's monitor and plays to the speaker). `chat.py --vad` runs on them as a
+user would start it. Each question is played into the microphone; both devices are recorded all along,
+each recording time-stamped as it arrives. TTFA is the time from the end of each question, as recorded
+on the microphone, to the first sound of its reply, as recorded on the speaker. The program's own
+figures (its transcript) are reported beside it.
+
+    python bench/devices.py [-n 1] [--json] [-- CHAT.PY ARGS]
+
+Needs pulseaudio, pulseaudio-utils and libasound2-plugins, espeak-ng, and `pip install -e '.[bench]'`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "bench"))
+
+from latency import SYSTEM_PROMPT, make_questions, percentile  # noqa: E402
+
+RATE = 16000
+SOUND = 0.02  # |sample| above this is sound, on both recordings (a null sink adds no noise)
+TURN_TIMEOUT = 120.0  # seconds for one question's turn to be recorded in the transcript
+NEEDED = ("pulseaudio", "pactl", "paplay", "parec")
+
+
+@contextmanager
+def pulse_server(folder: Path) -> Iterator[dict[str, str]]:
+    """A private PulseAudio server with the null sinks "mic" and "spk"; the environment to reach it."""
+    missing = [tool for tool in NEEDED if shutil.which(tool) is None]
+    if missing:
+        apt = "sudo apt-get install pulseaudio pulseaudio-utils libasound2-plugins"
+        sys.exit(f"missing {', '.join(missing)}: {apt}")
+    env = {**os.environ, "XDG_RUNTIME_DIR": str(folder), "PULSE_RUNTIME_PATH": str(folder / "pulse")}
+    env.pop("PULSE_SERVER", None)
+    subprocess.run(
+        [
+            "pulseaudio",
+            "-D",
+            "--exit-idle-time=-1",
+            "-n",
+            "--use-pid-file=yes",
+            "--load=module-native-protocol-unix",
+            "--load=module-null-sink sink_name=mic",
+            "--load=module-null-sink sink_name=spk",
+        ],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+    try:
+        for _ in range(50):
+            if subprocess.run(["pactl", "info"], env=env, capture_output=True).returncode == 0:
+                break
+            time.sleep(0.1)
+        else:
+            sys.exit("PulseAudio did not start")
+        yield env
+    finally:
+        subprocess.run(["pulseaudio", "--kill"], env=env, capture_output=True)
+
+
+class Recording:
+    """What a PulseAudio source hears, with each sample's time on this process's clock.
+
+    parec's blocks arrive a little after they were recorded, never before: the least-delayed block
+    pins the recording to the clock (sample i was heard at `start + i / RATE`), to within a few ms.
+    """
+
+    def __init__(self, env: dict[str, str], source: str) -> None:
+        self.proc = subprocess.Popen(
+            [
+                "parec",
+                f"--device={source}",
+                "--format=s16le",
+                f"--rate={RATE}",
+                "--channels=1",
+                "--latency-msec=10",
+            ],
+            env=env,
+            stdout=subprocess.PIPE,
+        )
+        self._data = bytearray()
+        self.start = float("inf")
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout
+        while chunk := os.read(self.proc.stdout.fileno(), 65536):
+            arrived = time.perf_counter()
+            self._data += chunk
+            self.start = min(self.start, arrived - len(self._data) / 2 / RATE)
+
+    def samples(self) -> np.ndarray:
+        data = bytes(self._data[: len(self._data) // 2 * 2])
+        return np.frombuffer(data, dtype=np.int16).astype(np.float32) / 32768
+
+    def at(self, when: float) -> int:
+        """The sample heard at this time."""
+        return max(0, int((when - self.start) * RATE))
+
+    def time_of(self, sample: int) -> float:
+        return self.start + sample / RATE
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait()
+        self._reader.join(5)
+
+
+def first_sound(samples: np.ndarray, after: int) -> int | None:
+    loud = np.flatnonzero(np.abs(samples[after:]) > SOUND)
+    return after + int(loud[0]) if len(loud) else None
+
+
+def last_sound(samples: np.ndarray, after: int) -> int | None:
+    loud = np.flatnonzero(np.abs(samples[after:]) > SOUND)
+    return after + int(loud[-1]) if len(loud) else None
+
+
+def wait_for_turns(transcript: Path, count: int, proc: subprocess.Popen) -> list[dict]:
+    deadline = time.monotonic() + TURN_TIMEOUT
+    while time.monotonic() < deadline:
+        if transcript.exists():
+            lines = transcript.read_text().splitlines()
+            if len(lines) >= count:
+                return [json.loads(line) for line in lines]
+        if proc.poll() is not None:
+            sys.exit(f"chat.py ended ({proc.returncode}) before turn {count}")
+        time.sleep(0.05)
+    sys.exit(f"turn {count} was never recorded in {TURN_TIMEOUT:.0f} s")
+
+
+def run(questions: list[Path], work: Path, chat_args: list[str]) -> list[dict]:
+    """One hands-free session on the virtual devices; per question, both clocks' figures."""
+    with pulse_server(work / "pulse") as env:
+        transcript = work / "turns.jsonl"
+        transcript.unlink(missing_ok=True)
+        argv = [
+            sys.executable,
+            str(ROOT / "chat.py"),
+            "--vad",
+            "--input-device",
+            "pulse",
+            "--output-device",
+            "pulse",
+            "--transcript",
+            str(transcript),
+            "--temperature",
+            "0",
+            "--seed",
+            "1",
+            "--max-tokens",
+            "60",
+            "--system-prompt",
+            SYSTEM_PROMPT,
+            *chat_args,
+        ]
+        env = {**env, "PULSE_SOURCE": "mic.monitor", "PULSE_SINK": "spk"}
+        proc = subprocess.Popen(
+            argv, env=env, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+        )
+        said = StderrReader(proc)
+        mic, speaker = Recording(env, "mic.monitor"), Recording(env, "spk.monitor")
+        figures = []
+        try:
+            if not said.ready.wait(TURN_TIMEOUT):
+                sys.exit(f"chat.py never said it was ready: {said.text.strip()}")
+            time.sleep(1.0)  # the microphone stream is open and has settled
+            for turn, question in enumerate(questions, 1):
+                asked = time.perf_counter()
+                subprocess.run(["paplay", "--device=mic", str(question)], env=env, check=True)
+                line = wait_for_turns(transcript, turn, proc)[-1]
+                time.sleep(0.5)  # the last of the reply reaches the speaker's monitor
+                figure: dict = {"turn": turn, "user": line["user"], "program": line["timings"]}
+                question_end = last_sound(mic.samples(), mic.at(asked))
+                if question_end is not None:
+                    end = mic.time_of(question_end)
+                    reply_start = first_sound(speaker.samples(), speaker.at(end))
+                    if reply_start is not None:
+                        start = speaker.time_of(reply_start)
+                        figure.update(question_end=end, reply_start=start, ttfa_device=start - end)
+                figures.append(figure)
+                time.sleep(1.0)  # a pause before the next question
+        finally:
+            if proc.stdin:
+                proc.stdin.close()  # Ctrl-D
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+            mic.stop()
+            speaker.stop()
+    return figures
+
+
+class StderrReader:
+    """Reads what the program writes on stderr, all along (a full pipe would stop it), and notes when
+    it says it is ready."""
+
+    def __init__(self, proc: subprocess.Popen) -> None:
+        self.proc, self.text, self.ready = proc, "", threading.Event()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stderr
+        while piece := self.proc.stderr.read(1):
+            self.text += piece
+            if "Ready" in self.text[-200:]:
+                self.ready.set()
+        self.ready.set()  # it ended: waiting longer is pointless
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("-n", "--rounds", type=int, default=1, help="rounds of six questions (default: 1)")
+    parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+    args, rest = parser.parse_known_args()
+    chat_args = rest[1:] if rest[:1] == ["--"] else rest
+    with tempfile.TemporaryDirectory(prefix="talkgpt4all-devices-") as tmp:
+        work = Path(tmp)
+        questions = make_questions(work)
+        turns = []
+        for round_ in range(args.rounds):
+            print(f"round {round_ + 1}/{args.rounds}", file=sys.stderr, flush=True)
+            turns += run(questions, work, chat_args)
+    device = [t["ttfa_device"] for t in turns if "ttfa_device" in t]
+    own = [t["program"]["first_audio"] for t in turns if t["program"].get("first_audio") is not None]
+    summary = {
+        "turns": turns,
+        "measured": len(device),
+        "ttfa_device_p50": percentile(device, 0.5),
+        "ttfa_device_p95": percentile(device, 0.95),
+        "program_first_audio_p50": percentile(own, 0.5),
+    }
+    if args.json:
+        print(json.dumps(summary, indent=2))
+        return 0
+    for t in turns:
+        heard = f"{t['ttfa_device']:.3f} s" if "ttfa_device" in t else "not measured"
+        print(f"turn {t['turn']}: on the devices {heard}, by the program {t['program'].get('first_audio')} s")
+    if device:
+        print(
+            "TTFA on the devices, end of question to first reply sound: "
+            f"p50 {summary['ttfa_device_p50']:.3f} s, "
+            f"p95 {summary['ttfa_device_p95']:.3f} s over {len(device)} turns; "
+            f"the program's own first_audio p50 {summary['program_first_audio_p50']:.3f} s"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
