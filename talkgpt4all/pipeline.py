@@ -11,6 +11,7 @@ off is still recorded, with what was said before it stopped.
 from __future__ import annotations
 
 import gc
+import itertools
 import json
 import logging
 import threading
@@ -25,7 +26,7 @@ from talkgpt4all.audio import SAMPLE_RATE, AudioSink, is_silent
 from talkgpt4all.conversation import Conversation, MessageTooLong
 from talkgpt4all.errors import TalkError, UsageError, one_line
 from talkgpt4all.llm import ChatModel, GenerationOptions
-from talkgpt4all.speculation import Speculation, Speculator
+from talkgpt4all.speculation import Reply, Speculation, Speculator
 from talkgpt4all.stt import Transcriber, Transcript
 from talkgpt4all.text import has_words, sentences
 from talkgpt4all.tts import Synthesizer
@@ -206,7 +207,7 @@ class Session:
             return
         if self.speculator is None:
             transcriber = self.transcriber
-            self.speculator = Speculator(lambda a: transcriber.transcribe(a, self.language), self._prefill)
+            self.speculator = Speculator(lambda a: transcriber.transcribe(a, self.language), self._begin)
         self.speculator.start(audio)
 
     def cancel_speculation(self) -> None:
@@ -214,16 +215,18 @@ class Session:
         if self.speculator:
             self.speculator.cancel()
 
-    def _prefill(self, user: str, cancelled: threading.Event) -> int:
-        """Compute the prompt a turn with this message would have, so the model's cache holds it."""
-        prefill = getattr(self.chat, "prefill", None)
-        if prefill is None:
-            return 0
+    def _begin(self, user: str, cancelled: threading.Event) -> Reply | None:
+        """Begin the reply a turn with this message would get: its prompt computed into the model's
+        cache (where the back end can do that alone), and its stream opened."""
         try:
             fitted = self.conversation.fit(user, self.chat.count_tokens, self.budget, self.trim_target)
         except MessageTooLong:
-            return 0  # the turn itself says so
-        return int(prefill(fitted.messages, cancelled))
+            return None  # the turn itself says so
+        prefill = getattr(self.chat, "prefill", None)
+        reply = Reply(fitted.messages, int(prefill(fitted.messages, cancelled)) if prefill else 0)
+        if not cancelled.is_set():
+            reply.stream = self.chat.stream(fitted.messages, self.options)
+        return reply
 
     def stop(self) -> None:
         """Interrupt the turn in progress (from another thread: a key press, or speech with --barge-in)."""
@@ -299,7 +302,17 @@ class Session:
             return time.perf_counter() - speech_end
 
         pieces: list[str] = []
-        tokens = self.chat.stream(fitted.messages, self.options)
+        begun = ahead.reply if ahead is not None else None
+        if begun is not None and begun.messages != fitted.messages:
+            begun.close()  # begun for another prompt (cannot happen while the turn holds the engines)
+            begun = None
+        source: Iterator[str] | None
+        if begun is not None:
+            # The reply was begun in the pause: its first tokens are written, and its stream goes on.
+            source = begun.stream
+            tokens: Iterator[str] = itertools.chain(begun.tokens, source or ())
+        else:
+            source = tokens = self.chat.stream(fitted.messages, self.options)
 
         def shown() -> Iterator[str]:
             for token in tokens:
@@ -344,15 +357,15 @@ class Session:
                 speaker.finish()
             completed = not self.interrupt.is_set()
         finally:
-            close = getattr(tokens, "close", None)
+            close = getattr(source, "close", None)
             if close:
                 close()
             if speaker:
                 speaker.close()
             self._speaker = None
             result.prompt_evaluated = self.chat.last_evaluated
-            if result.prompt_evaluated is not None and ahead is not None:
-                result.prompt_evaluated += ahead.prefilled  # computed during the pause, for this prompt
+            if result.prompt_evaluated is not None and begun is not None:
+                result.prompt_evaluated += begun.prefilled  # computed in the pause, for this prompt
             result.reply = "".join(pieces).strip()
             if not completed:
                 # Only what the user heard (at least in part) was said; the rest never happened.

@@ -2,10 +2,11 @@
 
 Hands-free, while the listener waits to be sure the user has finished (200 ms to 1.5 s of silence), and
 push-to-talk, while the user reaches for Enter, the speech so far is transcribed and the model computes
-the prompt it would get, on a worker thread of its own. If the pause holds, the turn takes that work
-and only has to generate: the wait for the end of the turn no longer adds to the time to the first
-word. If the user speaks on, the work is dropped: it was never shown, spoken or kept, and the model's
-cache is only a cache (the next prompt reuses what matches and recomputes the rest).
+the prompt it would get, then starts writing the reply, on a worker thread of its own. If the pause
+holds, the turn takes that work over, the reply's first words included: the wait for the end of the
+turn no longer adds to the time to the first word. If the user speaks on, the work is dropped: nothing
+was shown, spoken or kept, and the model's cache is only a cache (the next prompt reuses what matches
+and recomputes the rest).
 
 The engines are never used by two threads at once. A turn claims them: from then until it is released,
 no speculation starts, and one under way is finished (or stopped at its next step) before the turn
@@ -17,13 +18,36 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 
 import numpy as np
 
+from talkgpt4all.conversation import Message
 from talkgpt4all.stt import Transcript
 
 log = logging.getLogger("talkgpt4all")
+
+
+# The most of a reply written ahead: the first sentence or two. Generation goes on past it only once
+# the turn has taken the work over.
+AHEAD_TOKENS = 32
+
+
+@dataclass
+class Reply:
+    """A reply begun ahead: the prompt it answers, and the tokens written so far, with the stream that
+    writes the rest."""
+
+    messages: list[Message]
+    prefilled: int  # prompt tokens computed for it
+    stream: Iterator[str] | None = None
+    tokens: list[str] = field(default_factory=list)
+
+    def close(self) -> None:
+        close = getattr(self.stream, "close", None)
+        if close:
+            close()
 
 
 class Speculation:
@@ -32,11 +56,21 @@ class Speculation:
     def __init__(self, audio: np.ndarray) -> None:
         self.audio = audio
         self.cancelled = threading.Event()  # the user spoke on: stop at the next step
+        self.claimed = threading.Event()  # the turn takes it over: stop writing ahead
         self.done = threading.Event()
         self.heard: Transcript | None = None
         self.heard_at: float | None = None  # time.perf_counter() when the transcript was ready
-        self.prefilled = 0  # prompt tokens the model computed ahead
+        self.reply: Reply | None = None
         self.failed = False
+        self._dropping = threading.Lock()
+
+    def drop(self) -> None:
+        """Nobody will take this work: end its reply's stream (only once the worker is done with it)."""
+        self.cancelled.set()
+        with self._dropping:
+            reply, self.reply = self.reply, None
+        if reply is not None:
+            reply.close()
 
     def fits(self, audio: np.ndarray) -> bool:
         """Whether the utterance is the one this work was for: it begins with exactly this audio (the
@@ -51,9 +85,11 @@ class Speculator:
     def __init__(
         self,
         transcribe: Callable[[np.ndarray], Transcript],
-        prefill: Callable[[str, threading.Event], int] | None = None,
+        begin: Callable[[str, threading.Event], Reply | None] | None = None,
     ) -> None:
-        self.transcribe, self.prefill = transcribe, prefill
+        """transcribe hears an utterance; begin(text, cancelled) computes the prompt for it and opens the
+        reply's stream (None: nothing to begin)."""
+        self.transcribe, self.begin = transcribe, begin
         self._lock = threading.Condition()
         self._pending: Speculation | None = None  # waiting for the worker
         self._latest: Speculation | None = None  # taken by the worker: under way or done
@@ -70,6 +106,7 @@ class Speculator:
             self._drop()
             self._pending = Speculation(audio)
             self.started += 1
+            log.debug("speculating on %.2f s of speech", len(audio) / 16000)
             if self._thread is None:
                 self._thread = threading.Thread(target=self._work, name="speculation", daemon=True)
                 self._thread.start()
@@ -105,13 +142,21 @@ class Speculator:
                 self._pending = None
             if latest is not None and latest is not chosen:
                 latest.cancelled.set()
+            if chosen is not None:
+                chosen.claimed.set()
         # The worker is between steps soon; once it has done what it holds, the engines are free.
         for spec in (latest, chosen):
             if spec is not None:
                 spec.done.wait()
+        if latest is not None and latest is not chosen:
+            latest.drop()
         if chosen is None or chosen.cancelled.is_set() or chosen.failed or chosen.heard is None:
+            if chosen is not None:
+                chosen.drop()
+            log.debug("the turn does its own speech to text (%d speculations so far)", self.started)
             return None
         self.used += 1
+        log.debug("the turn takes over the speculation (%d of %d used)", self.used, self.started)
         return chosen
 
     def release(self) -> None:
@@ -136,15 +181,32 @@ class Speculator:
                     return
                 spec, self._pending = self._pending, None
                 assert spec is not None
-                self._latest = spec
+                stale, self._latest = self._latest, spec
+            if stale is not None:
+                stale.drop()  # its reply's stream is closed before the model is used again
             try:
-                if not spec.cancelled.is_set():
-                    spec.heard = self.transcribe(spec.audio)
-                    spec.heard_at = time.perf_counter()
-                if self.prefill and spec.heard and spec.heard.text and not spec.cancelled.is_set():
-                    spec.prefilled = self.prefill(spec.heard.text, spec.cancelled)
+                self._speculate(spec)
             except Exception as exc:  # the turn does the work again, and meets the error itself
                 log.debug("speculation failed: %s", exc)
                 spec.failed = True
             finally:
                 spec.done.set()
+
+    def _speculate(self, spec: Speculation) -> None:
+        if spec.cancelled.is_set():
+            return
+        spec.heard = self.transcribe(spec.audio)
+        spec.heard_at = time.perf_counter()
+        if self.begin is None or not spec.heard.text or spec.cancelled.is_set():
+            return
+        spec.reply = reply = self.begin(spec.heard.text, spec.cancelled)
+        if reply is None or reply.stream is None:
+            return
+        # Write ahead until the turn takes over (it goes on with the same stream), the user speaks on,
+        # or the first sentence or two are written.
+        while not (spec.cancelled.is_set() or spec.claimed.is_set()) and len(reply.tokens) < AHEAD_TOKENS:
+            token = next(reply.stream, None)
+            if token is None:
+                reply.stream = None  # the whole reply is written
+                return
+            reply.tokens.append(token)

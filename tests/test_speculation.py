@@ -102,7 +102,8 @@ class SlowTranscriber(FakeTranscriber):
 
 
 class PrefillingChat(FakeChat):
-    """A chat model that records the prompts computed ahead of a turn."""
+    """A chat model that records the prompts computed ahead of a turn, and answers each message with
+    "You said ...", a word at a time."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -112,13 +113,24 @@ class PrefillingChat(FakeChat):
         self.prefilled.append(messages[-1]["content"])
         return 7
 
+    def stream(self, messages, options):
+        self.enqueue(f"You said {messages[-1]['content']}.")
+        yield from super().stream(messages, options)
+
+
+def wait_until(condition, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "it never happened"
+        time.sleep(0.01)
+
 
 def session(chat: FakeChat, transcriber: FakeTranscriber, display: FakeDisplay) -> Session:
     return Session(chat, Conversation("be brief"), display, transcriber=transcriber, interruptible=True)
 
 
 def test_a_turn_takes_the_work_done_in_the_pause_and_does_not_transcribe_again():
-    chat, stt, display = PrefillingChat().enqueue("Paris."), SlowTranscriber(), FakeDisplay()
+    chat, stt, display = PrefillingChat(), SlowTranscriber(), FakeDisplay()
     s = session(chat, stt, display)
     audio = np.concatenate([loud(1.0), quiet(0.1)])
     s.speculate(audio)
@@ -131,7 +143,7 @@ def test_a_turn_takes_the_work_done_in_the_pause_and_does_not_transcribe_again()
 
 
 def test_work_for_other_audio_is_dropped_and_the_turn_transcribes_its_own():
-    chat, stt, display = PrefillingChat().enqueue("Paris."), SlowTranscriber(), FakeDisplay()
+    chat, stt, display = PrefillingChat(), SlowTranscriber(), FakeDisplay()
     s = session(chat, stt, display)
     s.speculate(loud(1.0) * 0.5)  # not the beginning of what the turn then heard
     result = s.hear(np.concatenate([loud(2.0), quiet(0.1)]), time.perf_counter())
@@ -143,7 +155,7 @@ def test_work_for_other_audio_is_dropped_and_the_turn_transcribes_its_own():
 def test_speech_after_the_pause_leaves_no_trace():
     """The user said "word word", paused, then went on: the stale work never reaches the history, the
     display or the transcript; only the whole utterance does."""
-    chat, stt, display = PrefillingChat().enqueue("Paris."), SlowTranscriber(), FakeDisplay()
+    chat, stt, display = PrefillingChat(), SlowTranscriber(), FakeDisplay()
     s = session(chat, stt, display)
     first = np.concatenate([loud(1.0), quiet(0.1)])
     s.speculate(first)
@@ -153,14 +165,69 @@ def test_speech_after_the_pause_leaves_no_trace():
     result = s.hear(np.concatenate([whole, quiet(0.1)]), time.perf_counter())
     assert result is not None and result.speculated
     assert result.user == "word word word word"
-    assert display.lines == ["You: word word word word", "AI: Paris."]
+    assert display.lines == ["You: word word word word", "AI: You said word word word word."]
     assert s.conversation.turns[0] == {"role": "user", "content": "word word word word"}
-    assert [m[-1]["content"] for m in chat.calls] == ["word word word word"]
+    assert chat.calls[-1][-1]["content"] == "word word word word"
+    s.close()
+
+
+class WatchedChat(PrefillingChat):
+    """Notes which thread wrote each token, and how many streams are open at once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writers: list[str] = []
+        self.open = self.most_open = self.closed = 0
+
+    def stream(self, messages, options):
+        self.open += 1
+        self.most_open = max(self.most_open, self.open)
+        try:
+            for token in super().stream(messages, options):
+                self.writers.append(threading.current_thread().name)
+                yield token
+        finally:
+            self.open -= 1
+            self.closed += 1
+
+
+def test_the_reply_is_begun_in_the_pause_and_the_turn_goes_on_with_it():
+    chat, stt, display = WatchedChat(), SlowTranscriber(), FakeDisplay()
+    s = session(chat, stt, display)
+    audio = np.concatenate([loud(1.0), quiet(0.1)])
+    s.speculate(audio)
+    assert s.speculator is not None
+    wait_until(lambda: len(chat.writers) >= 2)  # written ahead, before the turn is over
+    result = s.hear(audio, time.perf_counter())
+    assert result is not None and result.speculated
+    assert display.lines == ["You: word word", "AI: You said word word."]  # every word once, in order
+    assert len(chat.calls) == 1 and chat.writers[0] == "speculation"  # one stream, begun in the pause
+    assert chat.open == 0
+    s.close()
+
+
+def test_a_reply_begun_for_words_the_user_then_went_on_from_is_closed_first():
+    chat, stt, display = WatchedChat(), SlowTranscriber(), FakeDisplay()
+    s = session(chat, stt, display)
+    first = np.concatenate([loud(1.0), quiet(0.1)])
+    s.speculate(first)
+    wait_until(lambda: len(chat.writers) >= 2)
+    s.cancel_speculation()  # the user speaks on
+    whole = np.concatenate([first, loud(1.0), quiet(0.1)])
+    s.speculate(whole)
+    result = s.hear(whole, time.perf_counter())
+    assert result is not None and result.speculated and result.reply == "You said word word word word."
+    assert display.lines == ["You: word word word word", "AI: You said word word word word."]
+    assert chat.most_open == 1 and chat.open == 0 and chat.closed == 2  # never two replies at once
+    assert s.conversation.turns == [
+        {"role": "user", "content": "word word word word"},
+        {"role": "assistant", "content": "You said word word word word."},
+    ]
     s.close()
 
 
 def test_a_typed_line_waits_for_the_work_under_way_and_ignores_it():
-    chat, stt, display = PrefillingChat().enqueue("Hello!"), SlowTranscriber(0.3), FakeDisplay()
+    chat, stt, display = PrefillingChat(), SlowTranscriber(0.3), FakeDisplay()
     s = session(chat, stt, display)
     s.speculate(loud(1.0))
     time.sleep(0.05)  # the worker has started on it
@@ -193,7 +260,7 @@ def test_failed_work_is_done_again_by_the_turn():
                 raise RuntimeError("out of memory")
             return super().transcribe(audio, language)
 
-    chat, stt, display = PrefillingChat().enqueue("Paris."), FailsOnce(), FakeDisplay()
+    chat, stt, display = PrefillingChat(), FailsOnce(), FakeDisplay()
     s = session(chat, stt, display)
     audio = np.concatenate([loud(1.0), quiet(0.1)])
     s.speculate(audio)
@@ -332,13 +399,6 @@ class GrowingRecorder:
         return time.perf_counter() - self._started
 
 
-def wait_until(condition, timeout: float = 10) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "it never happened"
-        time.sleep(0.01)
-
-
 @pytest.fixture(scope="module")
 def spoken_question(tmp_path_factory: pytest.TempPathFactory) -> np.ndarray:
     audio = load_audio(
@@ -352,7 +412,7 @@ def test_push_to_talk_a_pause_before_enter_and_the_transcript_is_ready(spoken_qu
     speech to text was done in the pause; the turn does not transcribe again."""
     from talkgpt4all.loops import RecordingWatcher
 
-    chat, stt, display = PrefillingChat().enqueue("Paris."), SlowTranscriber(), FakeDisplay()
+    chat, stt, display = PrefillingChat(), SlowTranscriber(), FakeDisplay()
     s = session(chat, stt, display)
     recorder = GrowingRecorder(np.concatenate([quiet(0.3), spoken_question, quiet(5.0)]))
     recorder.start()
@@ -371,7 +431,7 @@ def test_push_to_talk_speech_right_up_to_enter_is_transcribed_whole(spoken_quest
     the whole recording."""
     from talkgpt4all.loops import RecordingWatcher
 
-    chat, stt, display = PrefillingChat().enqueue("Paris."), SlowTranscriber(), FakeDisplay()
+    chat, stt, display = PrefillingChat(), SlowTranscriber(), FakeDisplay()
     s = session(chat, stt, display)
     recorder = GrowingRecorder(np.concatenate([quiet(0.3), spoken_question, quiet(0.5), spoken_question]))
     recorder.start()
