@@ -24,6 +24,7 @@ import sys
 import tempfile
 import threading
 import time
+import wave
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -149,8 +150,38 @@ def wait_for_turns(transcript: Path, count: int, proc: subprocess.Popen) -> list
     sys.exit(f"turn {count} was never recorded in {TURN_TIMEOUT:.0f} s")
 
 
-def run(questions: list[Path], work: Path, chat_args: list[str]) -> list[dict]:
-    """One hands-free session on the virtual devices; per question, both clocks' figures."""
+def alignment(env: dict[str, str], mic: Recording, speaker: Recording, work: Path) -> float | None:
+    """Checks the two recordings' clocks against each other: a beep played to both devices at once
+    (through a combined sink) should land at the same time in both. Seconds the speaker's lands after
+    the microphone's."""
+    beep = work / "beep.wav"
+    tone = (0.5 * np.sin(2 * np.pi * 1000 * np.arange(RATE // 20) / RATE) * 32767).astype(np.int16)
+    with wave.open(str(beep), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(RATE)
+        out.writeframes(tone.tobytes())
+    subprocess.run(
+        ["pactl", "load-module", "module-combine-sink", "sink_name=both", "slaves=mic,spk"],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+    time.sleep(0.5)
+    played = time.perf_counter()
+    subprocess.run(["paplay", "--device=both", str(beep)], env=env, check=True)
+    time.sleep(0.5)
+    on_mic = first_sound(mic.samples(), mic.at(played))
+    on_speaker = first_sound(speaker.samples(), speaker.at(played))
+    subprocess.run(["pactl", "unload-module", "module-combine-sink"], env=env, capture_output=True)
+    if on_mic is None or on_speaker is None:
+        return None
+    return speaker.time_of(on_speaker) - mic.time_of(on_mic)
+
+
+def run(questions: list[Path], work: Path, chat_args: list[str]) -> tuple[list[dict], float | None]:
+    """One hands-free session on the virtual devices; per question, both clocks' figures; and the
+    recordings' clock alignment."""
     with pulse_server(work / "pulse") as env:
         transcript = work / "turns.jsonl"
         transcript.unlink(missing_ok=True)
@@ -175,11 +206,13 @@ def run(questions: list[Path], work: Path, chat_args: list[str]) -> list[dict]:
             *chat_args,
         ]
         env = {**env, "PULSE_SOURCE": "mic.monitor", "PULSE_SINK": "spk"}
+        mic, speaker = Recording(env, "mic.monitor"), Recording(env, "spk.monitor")
+        time.sleep(0.5)
+        offset = alignment(env, mic, speaker, work)
         proc = subprocess.Popen(
             argv, env=env, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
         )
         said = StderrReader(proc)
-        mic, speaker = Recording(env, "mic.monitor"), Recording(env, "spk.monitor")
         figures = []
         try:
             if not said.ready.wait(TURN_TIMEOUT):
@@ -209,7 +242,7 @@ def run(questions: list[Path], work: Path, chat_args: list[str]) -> list[dict]:
                 proc.kill()
             mic.stop()
             speaker.stop()
-    return figures
+    return figures, offset
 
 
 class StderrReader:
@@ -238,22 +271,29 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="talkgpt4all-devices-") as tmp:
         work = Path(tmp)
         questions = make_questions(work)
-        turns = []
+        turns: list[dict] = []
+        offsets: list[float | None] = []
         for round_ in range(args.rounds):
             print(f"round {round_ + 1}/{args.rounds}", file=sys.stderr, flush=True)
-            turns += run(questions, work, chat_args)
+            figures, offset = run(questions, work, chat_args)
+            turns += figures
+            offsets.append(offset)
     device = [t["ttfa_device"] for t in turns if "ttfa_device" in t]
     own = [t["program"]["first_audio"] for t in turns if t["program"].get("first_audio") is not None]
+    alignment_ms = [None if o is None else round(o * 1000, 1) for o in offsets]
     summary = {
         "turns": turns,
         "measured": len(device),
         "ttfa_device_p50": percentile(device, 0.5),
         "ttfa_device_p95": percentile(device, 0.95),
         "program_first_audio_p50": percentile(own, 0.5),
+        "alignment_ms": alignment_ms,
     }
     if args.json:
         print(json.dumps(summary, indent=2))
         return 0
+    aligned = ", ".join("-" if o is None else f"{o:+.1f} ms" for o in alignment_ms)
+    print(f"clock check: a beep played to both devices at once lands {aligned} apart in the recordings")
     for t in turns:
         heard = f"{t['ttfa_device']:.3f} s" if "ttfa_device" in t else "not measured"
         print(f"turn {t['turn']}: on the devices {heard}, by the program {t['program'].get('first_audio')} s")
