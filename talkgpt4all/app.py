@@ -55,6 +55,7 @@ def run(
     from talkgpt4all.audio import load_audio, make_sink
     from talkgpt4all.conversation import Conversation
     from talkgpt4all.display import TerminalDisplay
+    from talkgpt4all.language import ChineseScript
     from talkgpt4all.pipeline import Session
     from talkgpt4all.transcript import TranscriptWriter, read_transcript
 
@@ -96,7 +97,9 @@ def run(
     transcriber = None
     if not config.text:
         status(f"Loading speech recognition (Whisper {config.whisper})…")
-        transcriber = stt.make_transcriber(config.stt, config.whisper_model, config.threads)
+        transcriber = ChineseScript(
+            stt.make_transcriber(config.stt, config.whisper_model, config.threads), config.zh_script
+        )
     status("Loading the language model…")
     settings = llm.LLMSettings(
         config.model,
@@ -131,6 +134,7 @@ def run(
         interruptible=interactive,
         stream=config.stream,
         turns_before=max((turn.turn for turn in past), default=0),
+        zh_script=config.zh_script,
     )
     session.observers += observers or []
     try:

@@ -86,7 +86,17 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME|PATH",
         help=f"Whisper size (tiny.en, base, small, ...) or model path (default: {DEFAULT_WHISPER})",
     )
-    g.add_argument("--language", help="spoken language code, e.g. en or zh (default: detect)")
+    g.add_argument(
+        "--language",
+        help="the language of every turn, e.g. en or zh (default: each turn's own: what Whisper hears, "
+        "or a typed line's script; the reply follows it)",
+    )
+    g.add_argument(
+        "--zh-script",
+        choices=["simplified", "traditional"],
+        default="simplified",
+        help="the characters Chinese is written in, heard and asked for (default: simplified)",
+    )
     g = p.add_argument_group("language model")
     g.add_argument(
         "--llm",
@@ -225,6 +235,7 @@ def build_config(args: argparse.Namespace) -> Config:
         stt=args.stt,
         whisper_model=args.whisper_model,
         language=args.language,
+        zh_script=args.zh_script,
         llm=args.llm,
         model=args.model,
         llm_url=args.llm_url,

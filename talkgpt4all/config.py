@@ -76,6 +76,7 @@ class Config:
     stt: str = "faster-whisper"
     whisper_model: str | None = None  # None: the default (DEFAULT_WHISPER), which may fall back to a starter
     language: str | None = None
+    zh_script: str = "simplified"  # Chinese heard and asked for in simplified or traditional characters
     # language model
     llm: str = "llama-cpp"
     model: str | None = None

@@ -25,6 +25,7 @@ import numpy as np
 from talkgpt4all.audio import SAMPLE_RATE, AudioSink, is_silent
 from talkgpt4all.conversation import Conversation, MessageTooLong
 from talkgpt4all.errors import TalkError, UsageError, one_line
+from talkgpt4all.language import answer_note, asked, script_language
 from talkgpt4all.llm import ChatModel, GenerationOptions
 from talkgpt4all.speculation import Reply, Speculation, Speculator
 from talkgpt4all.stt import Transcriber, Transcript
@@ -61,6 +62,7 @@ class TurnResult:
     dropped: int = 0  # old messages the prompt left out to fit the context (forgotten once committed)
     speech_end: float = 0.0  # time.perf_counter() at the true end of the user's speech: timings count from it
     speculated: bool = False  # the turn's speech to text (and prefill) was done in the user's pause
+    asked: str = ""  # the user's message as the model got it (with a note on the answer's language)
 
     @property
     def cut_off(self) -> bool:
@@ -68,7 +70,7 @@ class TurnResult:
 
     def to_json(self) -> str:
         record = asdict(self)
-        del record["dropped"], record["speech_end"]
+        del record["dropped"], record["speech_end"], record["asked"]
         record["timings"] = {k: None if v is None else round(v, 3) for k, v in record["timings"].items()}
         for optional in ("interrupted", "error", "speculated"):
             if not record[optional]:
@@ -121,6 +123,7 @@ class Session:
         stream: bool = True,
         first_clause_words: int | None = FIRST_CLAUSE_WORDS,
         turns_before: int = 0,
+        zh_script: str = "simplified",
     ) -> None:
         self.chat = chat
         self.conversation = conversation
@@ -138,6 +141,8 @@ class Session:
         self._speaker: Speaker | None = None
         self.turns = turns_before  # turn numbers go on from a resumed transcript
         self.speculator: Speculator | None = None  # made by the first speculate()
+        self.zh_script = zh_script
+        self.last_language: str | None = None  # the language of the turn before
         # The transcript hears first: it must keep the turn even if the terminal has gone away.
         self.observers: list[TurnObserver] = [o for o in (transcript, display) if o is not None]
 
@@ -189,10 +194,13 @@ class Session:
                 self.speculator.release()
 
     def reply(self, text: str, speech_end: float, *, language: str | None = None) -> TurnResult:
-        """Answer one typed turn: stream the reply to the display and speak it as it is written."""
+        """Answer one typed turn: stream the reply to the display and speak it as it is written. Its
+        language is the one given, else --language, else what its script says (Han characters mean
+        Chinese), else English."""
         self.interrupt.clear()
         if self.speculator:
             self.speculator.claim(None)
+        language = language or self.language or script_language(text) or "en"
         try:
             return self._turn(text, speech_end, language, Timings())
         finally:
@@ -215,9 +223,14 @@ class Session:
         if self.speculator:
             self.speculator.cancel()
 
-    def _begin(self, user: str, cancelled: threading.Event) -> Reply | None:
-        """Begin the reply a turn with this message would get: its prompt computed into the model's
+    def _asked(self, user: str, language: str | None) -> str:
+        """The user's message as the model gets it: with a note on the language to answer in."""
+        return asked(user, answer_note(language, self.last_language, self.zh_script))
+
+    def _begin(self, heard: Transcript, cancelled: threading.Event) -> Reply | None:
+        """Begin the reply a turn with this transcript would get: its prompt computed into the model's
         cache (where the back end can do that alone), and its stream opened."""
+        user = self._asked(heard.text, heard.language or self.language)
         try:
             fitted = self.conversation.fit(user, self.chat.count_tokens, self.budget, self.trim_target)
         except MessageTooLong:
@@ -271,6 +284,7 @@ class Session:
                 result.error = one_line(f"unexpected {type(exc).__name__}: {exc}")
             escaping = exc
         self.commit(result)
+        self.last_language = result.language
         for observer in self.observers:
             observer.turn_ended(result)
         # A turn leaves cyclic garbage behind (objects that lived through it, ctypes array types that
@@ -287,7 +301,8 @@ class Session:
         user heard it, marked as cut off; the old turns the prompt left out are forgotten."""
         if result.reply:
             conversation = self.conversation
-            conversation.commit(result.user, result.reply, cut_off=result.cut_off, dropped=result.dropped)
+            user = result.asked or result.user
+            conversation.commit(user, result.reply, cut_off=result.cut_off, dropped=result.dropped)
 
     def _run(self, result: TurnResult, speech_end: float, ahead: Speculation | None = None) -> None:
         for observer in self.observers:
@@ -295,7 +310,8 @@ class Session:
         if self.interrupt.is_set():  # cancelled before the model was asked (Enter during STT)
             result.interrupted = True
             return
-        fitted = self.conversation.fit(result.user, self.chat.count_tokens, self.budget, self.trim_target)
+        result.asked = self._asked(result.user, result.language)
+        fitted = self.conversation.fit(result.asked, self.chat.count_tokens, self.budget, self.trim_target)
         result.prompt_tokens, result.dropped = fitted.tokens, fitted.dropped
 
         def since_speech() -> float:

@@ -85,10 +85,10 @@ class Speculator:
     def __init__(
         self,
         transcribe: Callable[[np.ndarray], Transcript],
-        begin: Callable[[str, threading.Event], Reply | None] | None = None,
+        begin: Callable[[Transcript, threading.Event], Reply | None] | None = None,
     ) -> None:
-        """transcribe hears an utterance; begin(text, cancelled) computes the prompt for it and opens the
-        reply's stream (None: nothing to begin)."""
+        """transcribe hears an utterance; begin(heard, cancelled) computes the prompt for it and opens
+        the reply's stream (None: nothing to begin)."""
         self.transcribe, self.begin = transcribe, begin
         self._lock = threading.Condition()
         self._pending: Speculation | None = None  # waiting for the worker
@@ -199,7 +199,7 @@ class Speculator:
         spec.heard_at = time.perf_counter()
         if self.begin is None or not spec.heard.text or spec.cancelled.is_set():
             return
-        spec.reply = reply = self.begin(spec.heard.text, spec.cancelled)
+        spec.reply = reply = self.begin(spec.heard, spec.cancelled)
         if reply is None or reply.stream is None:
             return
         # Write ahead until the turn takes over (it goes on with the same stream), the user speaks on,

@@ -100,7 +100,7 @@ def test_two_typed_turns_send_the_history(tmp_path: Path):
     )
     assert run.returncode == 0, run.stderr
     first, second = (json.loads(line) for line in log.read_text().splitlines())
-    assert first["language"] is None and first["timings"]["stt"] is None
+    assert first["language"] == "en" and first["timings"]["stt"] is None  # from its script
     assert first["timings"]["first_audio"] is None  # --no-play and no --save-audio: nothing was voiced
 
     from llama_cpp import Llama
