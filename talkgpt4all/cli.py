@@ -222,6 +222,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="sequential baseline: the whole reply, then all its speech, then playback",
     )
     g.add_argument("--timings", action="store_true", help="print a line of timings under each reply")
+    p.add_argument(
+        "--config",
+        type=Path,
+        metavar="FILE",
+        help="read settings from this TOML file (default: config.toml in the user config folder; "
+        "see --print-config); the keys are the flags without --, and flags win",
+    )
+    p.add_argument(
+        "--print-config", action="store_true", help="show the settings in effect and where each came from"
+    )
     p.add_argument("-v", "--verbose", action="store_true", help="log what is loaded and from where")
     p.add_argument("--debug", action="store_true", help="show tracebacks and engine logs")
     p.add_argument("--version", action="version", version=f"talkGPT4All {__version__}")
@@ -271,16 +281,21 @@ def build_config(args: argparse.Namespace) -> Config:
 
 
 def _list_models() -> int:
-    from talkgpt4all.models import find_ggufs
+    from talkgpt4all.models import catalog_lines, find_ggufs
 
+    print("Recommended (pass the name to --model; downloaded once from Hugging Face):")
+    for line in catalog_lines():
+        print(f"  {line}")
     found = find_ggufs()
+    print()
     if not found:
-        print('No GGUF models found. Put one in models/, or see README.md, "A real model".')
+        print("No GGUF models on this machine yet. Put one in models/, or pass a name above.")
     for where, paths in found.items():
         print(f"{where}:")
         for path in paths:
             print(f"  {path}  ({path.stat().st_size / 2**30:.2f} GB)")
-    print("Pass any of these paths to --model.")
+    if found:
+        print("Pass any of these paths to --model.")
     return ExitCode.OK
 
 
@@ -387,9 +402,29 @@ def main(argv: list[str] | None = None) -> int:
             _stdout_gone()
 
 
+def _with_config_file(parser: argparse.ArgumentParser, argv: list[str] | None) -> tuple[dict[str, str], Path]:
+    """Read the config file (--config, else the default one) into the parser's defaults."""
+    from talkgpt4all import configfile
+
+    first = argparse.ArgumentParser(add_help=False)
+    first.add_argument("--config", type=Path)
+    named = first.parse_known_args(argv)[0].config
+    path = named or configfile.default_path()
+    try:
+        return configfile.apply(parser, configfile.load(path, explicit=named is not None), path), path
+    except UsageError as exc:
+        parser.error(str(exc))
+
+
 def _main(argv: list[str] | None) -> int:
     parser = build_parser()
+    from_file, config_path = _with_config_file(parser, argv)
     args = parser.parse_args(argv)
+    if args.print_config:
+        from talkgpt4all.configfile import render
+
+        print(render(parser, args, from_file, config_path))
+        return ExitCode.OK
     check_combinations(parser, args)
     _setup_logging(args.verbose, args.debug)
     _one_line_thread_errors(args.debug)
