@@ -14,10 +14,11 @@ from talkgpt4all.errors import ModelError
 
 log = logging.getLogger("talkgpt4all")
 
-RECOMMENDED_LLM = "Qwen/Qwen2.5-1.5B-Instruct-GGUF/qwen2.5-1.5b-instruct-q4_k_m.gguf"
+RECOMMENDED_LLM = "qwen2.5-1.5b"  # a short name in catalog.py
 STARTER_LLM_NAMES = ("smollm2", "SmolLM2-135M-Instruct", "starter")
 _BETTER_LLM_HINT = (
-    f"For real answers, put a bigger GGUF in models/ or pass --model {RECOMMENDED_LLM} (1.1 GB download)"
+    f"For real answers, put a bigger GGUF in models/ or pass --model {RECOMMENDED_LLM} (a 1.1 GB download; "
+    "see --list-models)"
 )
 
 
@@ -222,6 +223,14 @@ def resolve_gguf(spec: str | None) -> Path:
         if starter is None:
             raise ModelError("the starter model is not installed: pip install -r requirements.txt")
         return starter
+    from talkgpt4all.catalog import CATALOG
+
+    named = spec
+    if spec in CATALOG:
+        entry = CATALOG[spec]
+        if (MODELS_DIR / entry.filename).is_file():
+            return MODELS_DIR / entry.filename
+        spec = entry.hub_name
     path = Path(spec).expanduser()
     if path.is_file():
         return path
@@ -250,8 +259,9 @@ def resolve_gguf(spec: str | None) -> Path:
             return Path(hf_hub_download(repo_id, filename))  # shows a progress bar
         except Exception as exc:
             reason = _download_failure(exc)
+    shown = named if named == spec else f"{named} ({spec})"
     raise ModelError(
-        f"cannot download --model {spec} ({reason}): connect to the internet once, "
+        f"cannot download --model {shown} ({reason}): connect to the internet once, "
         "or put the .gguf file in models/ and pass its name"
     )
 
@@ -292,3 +302,16 @@ def find_ggufs() -> dict[str, list[Path]]:
     if starter:
         found["starter (pip package)"] = [starter]
     return {where: paths for where, paths in found.items() if paths}
+
+
+def catalog_lines() -> list[str]:
+    """The catalog, a line each, marking the models already on this machine."""
+    from talkgpt4all.catalog import CATALOG
+
+    here = {path.name for paths in find_ggufs().values() for path in paths}
+    width = max(len(name) for name in CATALOG)
+    return [
+        f"{name:<{width}}  {entry.download_gb:.1f} GB download, ~{entry.ram_gb:.1f} GB RAM, "
+        f"{entry.languages}: {entry.note}" + ("  [on this machine]" if entry.filename in here else "")
+        for name, entry in CATALOG.items()
+    ]

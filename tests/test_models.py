@@ -224,3 +224,58 @@ def test_the_default_whisper_falls_back_to_a_starter_offline(tmp_path, monkeypat
     assert "using the starter model" in caplog.text
     with pytest.raises(ModelError, match="unreachable"):
         models.resolve_whisper("base", explicit=True)
+
+
+# ---------------------------------------------------------------- the catalog of short names
+
+
+def test_a_short_name_downloads_its_catalog_file_from_the_hub(hub, tmp_path):
+    from talkgpt4all.catalog import CATALOG
+
+    entry = CATALOG["qwen2.5-1.5b"]
+    starter = models.starter_gguf()
+    assert starter is not None
+    hub.files[f"{entry.repo}:{entry.filename}"] = starter.read_bytes()  # a stand-in for Qwen
+    env = {
+        "HF_ENDPOINT": f"http://127.0.0.1:{hub.server_address[1]}",
+        "HF_HOME": str(tmp_path / "hf"),
+        "HF_HUB_DISABLE_XET": "1",
+    }
+    run = run_chat(
+        "--text", "--no-play", "--temperature", "0", "--model", "qwen2.5-1.5b",
+        env=env, stdin="What is the capital of France?\n",
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert f"downloading {entry.filename} from {entry.repo}" in run.stderr and "starter" not in run.stderr
+    assert "paris" in reply_line(run.stdout).lower()
+    assert list((tmp_path / "hf").rglob(entry.filename))
+
+
+def test_offline_a_short_name_is_an_error_naming_the_file_not_a_swap(tmp_path):
+    env = {"HF_ENDPOINT": "http://127.0.0.1:9", "HF_HOME": str(tmp_path / "hf")}
+    run = run_chat("--text", "--no-play", "--model", "qwen2.5-0.5b", env=env, stdin="hi\n")
+    assert run.returncode == 1 and len(run.stderr_lines) == 1, run.stderr
+    line = run.stderr_lines[0]
+    assert "--model qwen2.5-0.5b (Qwen/Qwen2.5-0.5B-Instruct-GGUF/qwen2.5-0.5b-instruct-q4_k_m.gguf)" in line
+    assert "unreachable" in line and run.stdout == ""
+
+
+def test_a_short_name_uses_its_file_in_models_without_the_hub(models_dir):
+    from talkgpt4all.catalog import CATALOG
+
+    local = models_dir / CATALOG["qwen2.5-3b"].filename
+    local.write_bytes(b"GGUF")
+    assert models.resolve_gguf("qwen2.5-3b") == local
+
+
+def test_list_models_shows_the_catalog_and_what_is_here(models_dir, capsys):
+    from talkgpt4all import cli
+    from talkgpt4all.catalog import CATALOG
+
+    (models_dir / CATALOG["qwen2.5-1.5b"].filename).write_bytes(b"GGUF")
+    assert cli.main(["--list-models"]) == 0
+    out = capsys.readouterr().out
+    for name, entry in CATALOG.items():
+        [line] = [line for line in out.splitlines() if line.strip().startswith(name + " ")]
+        assert f"{entry.download_gb:.1f} GB download" in line and "GB RAM" in line, line
+        assert ("[on this machine]" in line) == (name == "qwen2.5-1.5b"), line
