@@ -20,6 +20,10 @@ import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+
+# A config file of the developer's own (~/.config/talkgpt4all/config.toml) must not change what the tests
+# run: every run, in process or not, sees an empty config folder unless a test gives it one.
+os.environ["XDG_CONFIG_HOME"] = str(ROOT / "tests" / "no-config-folder")
 CHAT = ROOT / "chat.py"
 SKIP_NOTE = "needs espeak-ng (sudo apt-get install espeak-ng); .ci/run installs it"
 
