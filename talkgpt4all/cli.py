@@ -160,8 +160,13 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--seed", type=number(int, -1), default=-1, help="sampling seed (default: random)")
     g.add_argument("--threads", type=number(int, 1, 1024), help="CPU threads (default: all cores)")
     g = p.add_argument_group("voice")
-    g.add_argument("--tts", help="espeak, say, wsay or none (default: the platform's)")
-    g.add_argument("--voice", help="voice name for the speech engine")
+    g.add_argument("--tts", help="espeak, say, wsay, piper or none (default: the platform's)")
+    g.add_argument(
+        "--voice",
+        help="the voice, for every reply (default: the engine's, and with piper one per language); "
+        "see --list-voices",
+    )
+    g.add_argument("--list-voices", action="store_true", help="list each speech engine's voices and exit")
     g.add_argument("--rate", type=number(int, 20, 1000), help="speaking rate in words per minute")
     g = p.add_argument_group("input and output")
     g.add_argument(
@@ -432,6 +437,11 @@ def _main(argv: list[str] | None) -> int:
         if signum is not None:
             _quit_on(signum)
     try:
+        if args.list_voices:
+            from talkgpt4all.tts import list_voices
+
+            print(list_voices())
+            return ExitCode.OK
         if args.list_devices:
             from talkgpt4all.audio.devices import list_devices
 

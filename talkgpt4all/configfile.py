@@ -26,7 +26,16 @@ else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
 # Flags that do something once rather than set how the program runs: not settings.
-NOT_SETTINGS = {"help", "version", "config", "print_config", "list_devices", "list_models", "build_binary"}
+NOT_SETTINGS = {
+    "help",
+    "version",
+    "config",
+    "print_config",
+    "list_devices",
+    "list_models",
+    "list_voices",
+    "build_binary",
+}
 
 
 def default_path() -> Path:

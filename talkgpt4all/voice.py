@@ -96,6 +96,9 @@ class Speaker:
     def _play_loop(self) -> None:
         while (item := self._audio.get()) is not _DONE and not self.interrupt.is_set():
             text, audio = item
+            if not len(audio.samples):  # no voice for it: shown, not spoken
+                self.played.append(text)
+                continue
             if not self.played:
                 self.on_first_audio()
             self.played.append(text)

@@ -32,8 +32,15 @@ def _wsay(voice: str | None, rate: int | None) -> Synthesizer:
     return Wsay(voice, rate)
 
 
+def _piper(voice: str | None, rate: int | None) -> Synthesizer:
+    from talkgpt4all.tts.piper import Piper
+
+    return Piper(voice, rate)
+
+
 ENGINES: dict[str, Callable[[str | None, int | None], Synthesizer] | None] = {
     "espeak": _espeak,
+    "piper": _piper,  # neural voices, optional: pip install -e '.[piper]'
     "say": _say,
     "wsay": _wsay,
     "none": None,  # silent: replies are only printed
@@ -50,3 +57,36 @@ def make_synthesizer(name: str, voice: str | None = None, rate: int | None = Non
     check_engine(name)
     factory = ENGINES[name]
     return factory(voice, rate) if factory else None
+
+
+def list_voices() -> str:
+    """What each engine on this machine can speak with, and in which language."""
+    import shutil
+    import subprocess
+
+    lines = []
+    espeak = shutil.which("espeak-ng") or shutil.which("espeak")
+    if espeak:
+        done = subprocess.run([espeak, "--voices"], capture_output=True, text=True, check=False)
+        rows = [row.split() for row in done.stdout.splitlines()[1:] if row.strip()]
+        lines.append(f"espeak ({len(rows)} voices; --tts espeak --voice NAME):")
+        lines += [f"  {row[3]:<24} {row[1]}" for row in rows if len(row) > 3]
+    try:
+        import piper  # noqa: F401
+
+        from talkgpt4all.tts.piper import DEFAULT_VOICES, voices_here
+
+        here = voices_here()
+        lines.append("piper (--tts piper --voice NAME):")
+        lines += [f"  {name:<24} {language:<8} {path}" for name, language, path in here]
+        missing = [
+            f"{name} ({lang})" for lang, name in DEFAULT_VOICES.items() if name not in {h[0] for h in here}
+        ]
+        if missing:
+            lines.append("  downloaded when first needed: " + ", ".join(missing))
+    except ImportError:
+        lines.append("piper: not installed (pip install -e '.[piper]')")
+    for command, how in (("say", "say -v '?'"), ("wsay", "wsay --list")):
+        if shutil.which(command):
+            lines.append(f"{command}: see `{how}`")
+    return "\n".join(lines)
