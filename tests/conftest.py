@@ -10,6 +10,7 @@ import shutil
 import struct
 import subprocess
 import sys
+import tempfile
 import termios
 import threading
 from collections.abc import Iterator
@@ -23,7 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # A config file of the developer's own (~/.config/talkgpt4all/config.toml) must not change what the tests
 # run: every run, in process or not, sees an empty config folder unless a test gives it one.
-os.environ["XDG_CONFIG_HOME"] = str(ROOT / "tests" / "no-config-folder")
+os.environ["XDG_CONFIG_HOME"] = tempfile.mkdtemp(prefix="talkgpt4all-test-config-")
 CHAT = ROOT / "chat.py"
 SKIP_NOTE = "needs espeak-ng (sudo apt-get install espeak-ng); .ci/run installs it"
 
