@@ -60,6 +60,12 @@ def _read_audio(data: bytes | Path, what: str) -> Audio:
 
 # Whisper language codes whose espeak-ng voice has another name.
 _ESPEAK_VOICES = {"zh": "cmn", "yue": "yue"}
+# macOS's own Mandarin voice, for a Chinese reply when no --voice is named.
+SAY_CHINESE = "Tingting"
+ESPEAK_CHINESE_NOTE = (
+    "espeak-ng's Mandarin is hard to understand (it reads tones as numbers): for a natural Chinese "
+    "voice use --tts piper (pip install -e '.[piper]'), or --tts none to only read the replies"
+)
 
 
 def _has_cjk(text: str) -> bool:
@@ -77,11 +83,15 @@ class Espeak:
             )
         self.exe, self.voice, self.rate = exe, voice, rate
         self._bad_voices: set[str] = set()
+        self._warned_chinese = False
 
     def _voice_for(self, text: str, language: str | None) -> str | None:
         if self.voice:
             return self.voice
-        if _has_cjk(text):
+        if _has_cjk(text) or language == "zh":
+            if not self._warned_chinese:
+                self._warned_chinese = True
+                log.warning(ESPEAK_CHINESE_NOTE)
             return "cmn"
         if language and language != "en":
             return _ESPEAK_VOICES.get(language, language)
@@ -121,8 +131,9 @@ class Say:
         with tempfile.TemporaryDirectory() as tmp:
             out = Path(tmp) / "reply.aiff"
             argv = [self.exe, "-f", "-", "-o", str(out)]
-            if self.voice:
-                argv += ["-v", self.voice]
+            voice = self.voice or (SAY_CHINESE if _has_cjk(text) or language == "zh" else None)
+            if voice:
+                argv += ["-v", voice]
             if self.rate:
                 argv += ["-r", str(self.rate)]
             _run(argv, text)
