@@ -7,22 +7,19 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from collections.abc import Iterator
 from typing import Any
 
 from talkgpt4all.conversation import Message
-from talkgpt4all.errors import TalkError
 from talkgpt4all.llm import GenerationOptions
+from talkgpt4all.server import Server, ServerError
 
 log = logging.getLogger("talkgpt4all")
 
-CONNECT_TIMEOUT = 5.0  # seconds to open a connection
 READ_TIMEOUT = 120.0  # seconds between two pieces of a streamed reply (a big model's first token can be slow)
-CONNECT_TRIES = 3  # a server that is just starting may refuse a connection or two
 
 
-class LLMServerError(TalkError):
+class LLMServerError(ServerError):
     """The LLM server could not be reached, refused the request, or stopped mid-reply."""
 
 
@@ -63,53 +60,27 @@ class OpenAIChatModel:
     shifts_context = False
 
     def __init__(self, url: str, model: str | None = None, api_key: str | None = None, context: int = 4096):
-        import requests
-
-        self.url = url.rstrip("/")
+        self._server = Server(
+            url,
+            api_key,
+            what="LLM server",
+            url_flag="--llm-url",
+            key_flag="--llm-api-key",
+            hint="check --model and --llm-url",
+            read_timeout=READ_TIMEOUT,
+            error=LLMServerError,
+        )
+        self.url = self._server.url
         self.context_size = context
         self.last_evaluated: int | None = None
-        self._http = requests.Session()
-        if api_key:
-            self._http.headers["Authorization"] = f"Bearer {api_key}"
         self.model = model or self._first_model()
         log.info("language model: %s at %s", self.model, self.url)
 
     # -------------------------------------------------------------- HTTP
 
     def request(self, method: str, path: str, base: str | None = None, **kwargs: Any) -> Any:
-        """An HTTP request to base (default: the API URL) + path, retried briefly while the connection
-        is refused; LLMServerError on failure."""
-        import requests
-
-        url = f"{base or self.url}{path}"
-        for attempt in range(CONNECT_TRIES):
-            try:
-                response = self._http.request(method, url, timeout=(CONNECT_TIMEOUT, READ_TIMEOUT), **kwargs)
-                break
-            except requests.ConnectionError as exc:
-                if attempt + 1 == CONNECT_TRIES:
-                    raise LLMServerError(
-                        f"cannot reach the LLM server at {self.url}: start it, or check --llm-url"
-                    ) from exc
-                time.sleep(0.5 * (attempt + 1))
-            except requests.Timeout as exc:
-                raise LLMServerError(
-                    f"the LLM server at {self.url} did not answer in time: is it overloaded?"
-                ) from exc
-            except requests.RequestException as exc:  # a URL requests cannot use, and the like
-                raise LLMServerError(f"cannot ask the LLM server at {url} ({exc}): check --llm-url") from exc
-        if response.status_code >= 400:
-            raise LLMServerError(self._describe_error(response))
-        return response
-
-    def _describe_error(self, response: Any) -> str:
-        try:
-            detail = response.json().get("error", "")
-            detail = detail.get("message", "") if isinstance(detail, dict) else str(detail)
-        except ValueError:
-            detail = response.text[:200]
-        hint = "check --llm-api-key" if response.status_code in (401, 403) else "check --model and --llm-url"
-        return f"the LLM server at {self.url} answered {response.status_code} {detail}".strip() + f": {hint}"
+        """An HTTP request to base (default: the API URL) + path; LLMServerError on failure."""
+        return self._server.request(method, path, base, **kwargs)
 
     def _first_model(self) -> str:
         """The server's first model, for servers that serve one (llama-server) or when --model is left out."""
@@ -178,4 +149,4 @@ class OpenAIChatModel:
             response.close()
 
     def close(self) -> None:
-        self._http.close()
+        self._server.http.close()
