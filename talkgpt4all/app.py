@@ -69,7 +69,12 @@ def run(
     spoken = [load_audio(path) for path in config.inputs]
     past = read_transcript(config.resume) if config.resume else []
     transcript = TranscriptWriter(config.transcript_path) if config.transcript_path else None
-    synthesizer = tts.make_synthesizer(config.tts, config.voice, config.rate) if config.speaks else None
+    synthesizer = None
+    if config.speaks:
+        speech = tts.TTSSettings(
+            config.voice, config.rate, config.tts_url, config.tts_api_key, config.tts_model
+        )
+        synthesizer = tts.make_synthesizer(config.tts, speech)
     sinks: list[AudioSink] = []
     if synthesizer is not None:
         if config.save_audio is not None:
@@ -98,7 +103,11 @@ def run(
     if not config.text:
         status(f"Loading speech recognition (Whisper {config.whisper})…")
         transcriber = ChineseScript(
-            stt.make_transcriber(config.stt, config.whisper_model, config.threads), config.zh_script
+            stt.make_transcriber(
+                config.stt,
+                stt.STTSettings(config.whisper_model, config.threads, config.stt_url, config.stt_api_key),
+            ),
+            config.zh_script,
         )
     status("Loading the language model…")
     settings = llm.LLMSettings(

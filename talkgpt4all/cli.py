@@ -80,7 +80,19 @@ def build_parser() -> argparse.ArgumentParser:
         default=detect_platform(),
     )
     g = p.add_argument_group("speech to text")
-    g.add_argument("--stt", default="faster-whisper", help="faster-whisper (default) or openai-whisper")
+    g.add_argument(
+        "--stt",
+        default="faster-whisper",
+        help="faster-whisper (default), openai-whisper, or openai: a server (--stt-url)",
+    )
+    g.add_argument(
+        "--stt-url",
+        type=http_url,
+        metavar="URL",
+        help="with --stt openai, the server's API, e.g. http://127.0.0.1:8000/v1 (speaches); "
+        "--whisper-model is then the server's model name (default: whisper-1)",
+    )
+    g.add_argument("--stt-api-key", metavar="KEY", help="with --stt openai, the server's key")
     g.add_argument(
         "--whisper-model",
         metavar="NAME|PATH",
@@ -160,7 +172,19 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--seed", type=number(int, -1), default=-1, help="sampling seed (default: random)")
     g.add_argument("--threads", type=number(int, 1, 1024), help="CPU threads (default: all cores)")
     g = p.add_argument_group("voice")
-    g.add_argument("--tts", help="espeak, say, wsay, piper or none (default: the platform's)")
+    g.add_argument(
+        "--tts", help="espeak, say, wsay, piper, openai (a server) or none (default: the platform's)"
+    )
+    g.add_argument(
+        "--tts-url",
+        type=http_url,
+        metavar="URL",
+        help="with --tts openai, the server's API, e.g. http://127.0.0.1:8880/v1 (Kokoro-FastAPI)",
+    )
+    g.add_argument("--tts-api-key", metavar="KEY", help="with --tts openai, the server's key")
+    g.add_argument(
+        "--tts-model", metavar="NAME", help="with --tts openai, the server's model (default: tts-1)"
+    )
     g.add_argument(
         "--voice",
         help="the voice, for every reply (default: the engine's, and with piper one per language); "
@@ -251,6 +275,8 @@ def build_config(args: argparse.Namespace) -> Config:
         whisper_model=args.whisper_model,
         language=args.language,
         zh_script=args.zh_script,
+        stt_url=args.stt_url,
+        stt_api_key=args.stt_api_key,
         llm=args.llm,
         model=args.model,
         llm_url=args.llm_url,
@@ -266,6 +292,9 @@ def build_config(args: argparse.Namespace) -> Config:
         tts=args.tts or preset.tts,
         voice=args.voice,
         rate=args.rate,
+        tts_url=args.tts_url,
+        tts_api_key=args.tts_api_key,
+        tts_model=args.tts_model,
         inputs=list(args.input),
         text=args.text,
         save_audio=args.save_audio,
@@ -355,6 +384,14 @@ def check_combinations(parser: argparse.ArgumentParser, args: argparse.Namespace
         )
     if args.llm_url and args.llm != "openai":
         parser.error("--llm-url is for --llm openai: add --llm openai, or leave --llm-url out")
+    for stage, engine, example in (("stt", args.stt, "8000/v1 (speaches)"), ("tts", args.tts, "8880/v1")):
+        url = getattr(args, f"{stage}_url")
+        if engine == "openai" and not url:
+            parser.error(f"--{stage} openai needs --{stage}-url, e.g. http://127.0.0.1:{example}")
+        if url and engine != "openai":
+            parser.error(
+                f"--{stage}-url is for --{stage} openai: add --{stage} openai, or leave --{stage}-url out"
+            )
     if args.barge_in and not args.vad:
         parser.error("--barge-in interrupts a reply by speaking, in hands-free mode: add --vad")
     if args.no_speculate and (args.text or args.input):

@@ -77,6 +77,8 @@ class Config:
     whisper_model: str | None = None  # None: the default (DEFAULT_WHISPER), which may fall back to a starter
     language: str | None = None
     zh_script: str = "simplified"  # Chinese heard and asked for in simplified or traditional characters
+    stt_url: str | None = None  # --stt openai
+    stt_api_key: str | None = None
     # language model
     llm: str = "llama-cpp"
     model: str | None = None
@@ -94,6 +96,9 @@ class Config:
     tts: str = "espeak"
     voice: str | None = None
     rate: int | None = None
+    tts_url: str | None = None  # --tts openai
+    tts_api_key: str | None = None
+    tts_model: str | None = None
     # input and output
     inputs: list[Path] = field(default_factory=list)
     text: bool = False

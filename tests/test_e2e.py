@@ -147,7 +147,7 @@ def test_openai_whisper_engine_loads_a_checkpoint_and_transcribes(tmp_path: Path
     from whisper.model import ModelDimensions, Whisper
 
     from talkgpt4all.audio import load_audio
-    from talkgpt4all.stt import Transcript, make_transcriber
+    from talkgpt4all.stt import STTSettings, Transcript, make_transcriber
 
     dims = ModelDimensions(
         n_mels=80,
@@ -169,7 +169,7 @@ def test_openai_whisper_engine_loads_a_checkpoint_and_transcribes(tmp_path: Path
     checkpoint = tmp_path / "tiny-random.pt"
     torch.save({"dims": asdict(dims), "model_state_dict": model.state_dict()}, checkpoint)
 
-    transcriber = make_transcriber("openai-whisper", str(checkpoint))
+    transcriber = make_transcriber("openai-whisper", STTSettings(str(checkpoint)))
     assert isinstance(transcriber.model, whisper.model.Whisper)  # type: ignore[attr-defined]
     audio = load_audio(speak_to_file(QUESTION, tmp_path / "q.wav"))
     result = transcriber.transcribe(audio, language="en")

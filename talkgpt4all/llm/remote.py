@@ -70,13 +70,20 @@ class OpenAIChatModel:
             read_timeout=READ_TIMEOUT,
             error=LLMServerError,
         )
-        self.url = self._server.url
         self.context_size = context
         self.last_evaluated: int | None = None
         self.model = model or self._first_model()
         log.info("language model: %s at %s", self.model, self.url)
 
     # -------------------------------------------------------------- HTTP
+
+    @property
+    def url(self) -> str:
+        return self._server.url
+
+    @url.setter
+    def url(self, value: str) -> None:  # a restarted server (--llm binary) listens on a new port
+        self._server.url = value.rstrip("/")
 
     def request(self, method: str, path: str, base: str | None = None, **kwargs: Any) -> Any:
         """An HTTP request to base (default: the API URL) + path; LLMServerError on failure."""

@@ -22,22 +22,40 @@ class Transcriber(Protocol):
         """Transcribe 16 kHz mono float32 speech; language None means detect it."""
 
 
-def _faster_whisper(model: str | None, threads: int | None) -> Transcriber:
+@dataclass(frozen=True)
+class STTSettings:
+    model: str | None = None  # a Whisper size, folder or checkpoint; for a server, its model name
+    threads: int | None = None
+    url: str | None = None  # --stt openai: the server's API base, e.g. http://127.0.0.1:8000/v1
+    api_key: str | None = None
+
+
+def _faster_whisper(settings: STTSettings) -> Transcriber:
     from talkgpt4all.stt.faster_whisper import FasterWhisperTranscriber
 
-    return FasterWhisperTranscriber(model, threads)
+    return FasterWhisperTranscriber(settings.model, settings.threads)
 
 
-def _openai_whisper(model: str | None, threads: int | None) -> Transcriber:
+def _openai_whisper(settings: STTSettings) -> Transcriber:
     from talkgpt4all.config import DEFAULT_WHISPER
     from talkgpt4all.stt.openai_whisper import OpenAIWhisperTranscriber
 
-    return OpenAIWhisperTranscriber(model or DEFAULT_WHISPER, threads)
+    return OpenAIWhisperTranscriber(settings.model or DEFAULT_WHISPER, settings.threads)
 
 
-ENGINES: dict[str, Callable[[str | None, int | None], Transcriber]] = {
+def _server(settings: STTSettings) -> Transcriber:
+    from talkgpt4all.errors import UsageError
+    from talkgpt4all.stt.remote import RemoteTranscriber
+
+    if not settings.url:
+        raise UsageError("--stt openai needs --stt-url, e.g. http://127.0.0.1:8000/v1 (speaches)")
+    return RemoteTranscriber(settings.url, settings.model, settings.api_key)
+
+
+ENGINES: dict[str, Callable[[STTSettings], Transcriber]] = {
     "faster-whisper": _faster_whisper,
     "openai-whisper": _openai_whisper,
+    "openai": _server,  # any OpenAI-compatible /v1/audio/transcriptions
 }
 
 
@@ -46,8 +64,8 @@ def check_engine(name: str) -> None:
         raise UnknownEngineError("stt", name, sorted(ENGINES))
 
 
-def make_transcriber(name: str, model: str | None, threads: int | None = None) -> Transcriber:
+def make_transcriber(name: str, settings: STTSettings) -> Transcriber:
     """Load the named engine with a model name or path (None: the default model). Loading happens
     here, once."""
     check_engine(name)
-    return ENGINES[name](model, threads)
+    return ENGINES[name](settings)

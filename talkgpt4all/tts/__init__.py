@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Protocol
 
 from talkgpt4all.audio import Audio
@@ -14,35 +15,54 @@ class Synthesizer(Protocol):
         """Speak one sentence into audio. language (a Whisper code such as "en" or "zh") is a hint."""
 
 
-def _espeak(voice: str | None, rate: int | None) -> Synthesizer:
+@dataclass(frozen=True)
+class TTSSettings:
+    voice: str | None = None
+    rate: int | None = None  # words a minute
+    url: str | None = None  # --tts openai: the server's API base, e.g. http://127.0.0.1:8880/v1
+    api_key: str | None = None
+    model: str | None = None  # --tts openai: the server's model name
+
+
+def _espeak(s: TTSSettings) -> Synthesizer:
     from talkgpt4all.tts.commands import Espeak
 
-    return Espeak(voice, rate)
+    return Espeak(s.voice, s.rate)
 
 
-def _say(voice: str | None, rate: int | None) -> Synthesizer:
+def _say(s: TTSSettings) -> Synthesizer:
     from talkgpt4all.tts.commands import Say
 
-    return Say(voice, rate)
+    return Say(s.voice, s.rate)
 
 
-def _wsay(voice: str | None, rate: int | None) -> Synthesizer:
+def _wsay(s: TTSSettings) -> Synthesizer:
     from talkgpt4all.tts.commands import Wsay
 
-    return Wsay(voice, rate)
+    return Wsay(s.voice, s.rate)
 
 
-def _piper(voice: str | None, rate: int | None) -> Synthesizer:
+def _piper(s: TTSSettings) -> Synthesizer:
     from talkgpt4all.tts.piper import Piper
 
-    return Piper(voice, rate)
+    return Piper(s.voice, s.rate)
 
 
-ENGINES: dict[str, Callable[[str | None, int | None], Synthesizer] | None] = {
+def _server(s: TTSSettings) -> Synthesizer:
+    from talkgpt4all.errors import UsageError
+    from talkgpt4all.tts.remote import RemoteSynthesizer
+
+    if not s.url:
+        raise UsageError("--tts openai needs --tts-url, e.g. http://127.0.0.1:8880/v1 (Kokoro-FastAPI)")
+    return RemoteSynthesizer(s.url, s.voice, s.model, s.api_key)
+
+
+ENGINES: dict[str, Callable[[TTSSettings], Synthesizer] | None] = {
     "espeak": _espeak,
     "piper": _piper,  # neural voices, optional: pip install -e '.[piper]'
     "say": _say,
     "wsay": _wsay,
+    "openai": _server,  # any OpenAI-compatible /v1/audio/speech
     "none": None,  # silent: replies are only printed
 }
 
@@ -52,11 +72,11 @@ def check_engine(name: str) -> None:
         raise UnknownEngineError("tts", name, sorted(ENGINES))
 
 
-def make_synthesizer(name: str, voice: str | None = None, rate: int | None = None) -> Synthesizer | None:
+def make_synthesizer(name: str, settings: TTSSettings | None = None) -> Synthesizer | None:
     """The named engine, checked to be installed; None for "none"."""
     check_engine(name)
     factory = ENGINES[name]
-    return factory(voice, rate) if factory else None
+    return factory(settings or TTSSettings()) if factory else None
 
 
 def list_voices() -> str:
