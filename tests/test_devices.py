@@ -36,36 +36,14 @@ def _require_tools() -> None:
 
 @pytest.fixture(scope="module")
 def pulse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    """A private PulseAudio server with two null sinks: "mic" (its monitor is the microphone) and "spk"."""
+    """A private PulseAudio server with two null sinks: "mic" (its monitor is the microphone) and "spk"
+    (the same set-up as bench/devices.py's)."""
     _require_tools()
-    runtime = tmp_path_factory.mktemp("pulse")
-    env = {**os.environ, "XDG_RUNTIME_DIR": str(runtime), "PULSE_RUNTIME_PATH": str(runtime / "pulse")}
-    env.pop("PULSE_SERVER", None)
-    subprocess.run(
-        [
-            "pulseaudio",
-            "-D",
-            "--exit-idle-time=-1",
-            "-n",
-            "--use-pid-file=yes",
-            "--load=module-native-protocol-unix",
-            "--load=module-null-sink sink_name=mic",
-            "--load=module-null-sink sink_name=spk",
-        ],
-        env=env,
-        check=True,
-        capture_output=True,
-    )
-    try:
-        for _ in range(50):
-            if subprocess.run(["pactl", "info"], env=env, capture_output=True).returncode == 0:
-                break
-            time.sleep(0.1)
-        else:
-            pytest.fail("PulseAudio did not start")
+    sys.path.insert(0, str(ROOT / "bench"))
+    from devices import pulse_server
+
+    with pulse_server(tmp_path_factory.mktemp("pulse")) as env:
         yield env
-    finally:
-        subprocess.run(["pulseaudio", "--kill"], env=env, capture_output=True)
 
 
 class Tmux:
