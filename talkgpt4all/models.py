@@ -72,6 +72,31 @@ def _download_failure(exc: Exception) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
+def from_hub_cache(repo: str, filename: str) -> Path | None:
+    """A Hub file from the Hugging Face cache, if it is there (no network)."""
+    from huggingface_hub import hf_hub_download
+
+    try:
+        return Path(hf_hub_download(repo, filename, local_files_only=True))
+    except Exception:  # not in the cache
+        return None
+
+
+def download_from_hub(repo: str, filename: str, what: str) -> Path | str:
+    """A Hub file downloaded once into the Hugging Face cache, with a progress bar; or, as a string, why
+    it cannot be (found out quickly when the Hub is unreachable)."""
+    from huggingface_hub import hf_hub_download
+
+    reason = hub_unavailable(f"{repo}/resolve/main/{filename}")
+    if reason is not None:
+        return reason
+    log.warning("downloading %s from %s to the Hugging Face cache (once)", what, repo)
+    try:
+        return Path(hf_hub_download(repo, filename))
+    except Exception as exc:
+        return _download_failure(exc)
+
+
 def _looks_like_path(spec: str) -> bool:
     """Whether spec was meant as a file system path rather than a model name."""
     return spec.startswith((".", "~", "/", "\\")) or "\\" in spec or Path(spec).is_absolute()
@@ -243,22 +268,16 @@ def resolve_gguf(spec: str | None) -> Path:
             f"model not found: {spec}: pass the path of a .gguf file, put one in models/, "
             "or name a Hugging Face file as owner/repo/file.gguf"
         )
-    from huggingface_hub import hf_hub_download
-
     repo_id, filename = hub
-    try:
-        return Path(hf_hub_download(repo_id, filename, local_files_only=True))
-    except Exception:
-        pass
+    cached = from_hub_cache(repo_id, filename)
+    if cached:
+        return cached
     # The user named this model: it is used, or the reason it cannot be is an error. Answering with
     # another model (the starter) would be a silent swap.
-    reason = hub_unavailable(f"{repo_id}/resolve/main/{filename}")
-    if reason is None:
-        log.warning("downloading %s from %s to the Hugging Face cache (once)", filename, repo_id)
-        try:
-            return Path(hf_hub_download(repo_id, filename))  # shows a progress bar
-        except Exception as exc:
-            reason = _download_failure(exc)
+    got = download_from_hub(repo_id, filename, filename)
+    if isinstance(got, Path):
+        return got
+    reason = got
     shown = named if named == spec else f"{named} ({spec})"
     raise ModelError(
         f"cannot download --model {shown} ({reason}): connect to the internet once, "

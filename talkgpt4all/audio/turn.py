@@ -131,23 +131,17 @@ def resolve_turn_model(spec: str | None) -> Path | None:
         repo, filename = TURN_REPO, TURN_FILE
         if (MODELS_DIR / TURN_FILE).is_file():
             return MODELS_DIR / TURN_FILE
-    from huggingface_hub import hf_hub_download
+    from talkgpt4all.models import download_from_hub, from_hub_cache
 
-    from talkgpt4all.models import hub_unavailable
-
-    try:
-        return Path(hf_hub_download(repo, filename, local_files_only=True))
-    except Exception:
-        pass
+    cached = from_hub_cache(repo, filename)
+    if cached:
+        return cached
     if (repo, filename) == (TURN_REPO, TURN_FILE) and starter_path().is_file():
         return starter_path()
-    reason = hub_unavailable(f"{repo}/resolve/main/{filename}")
-    if reason is None:
-        log.warning("downloading %s from %s to the Hugging Face cache (once)", filename, repo)
-        try:
-            return Path(hf_hub_download(repo, filename))
-        except Exception as exc:
-            reason = f"{type(exc).__name__}: {exc}"
+    got = download_from_hub(repo, filename, filename)
+    if isinstance(got, Path):
+        return got
+    reason = got
     if (repo, filename) == (TURN_REPO, TURN_FILE):
         try:
             return fetch_starter()

@@ -81,23 +81,18 @@ def resolve_voice(name: str, *, explicit: bool) -> Path | None:
             f"{name!r} is not a piper voice name (like en_US-joe-medium or zh_CN-huayan-medium): "
             "see --list-voices"
         )
-    from huggingface_hub import hf_hub_download
+    from talkgpt4all.models import download_from_hub, from_hub_cache
 
-    from talkgpt4all.models import _download_failure, hub_unavailable
-
-    try:
-        hf_hub_download(VOICES_REPO, where + ".json", local_files_only=True)
-        return Path(hf_hub_download(VOICES_REPO, where, local_files_only=True))
-    except Exception:  # not in the Hugging Face cache
-        pass
-    reason = hub_unavailable(f"{VOICES_REPO}/resolve/main/{where}")
-    if reason is None:
-        log.warning("downloading the piper voice %s from %s (once)", name, VOICES_REPO)
-        try:
-            hf_hub_download(VOICES_REPO, where + ".json")
-            return Path(hf_hub_download(VOICES_REPO, where))  # with a progress bar
-        except Exception as exc:
-            reason = _download_failure(exc)
+    cached = from_hub_cache(VOICES_REPO, where)
+    if cached and from_hub_cache(VOICES_REPO, where + ".json"):
+        return cached
+    what = f"the piper voice {name}"
+    got = download_from_hub(VOICES_REPO, where + ".json", f"{what} (its settings)")
+    if isinstance(got, Path):
+        got = download_from_hub(VOICES_REPO, where, what)
+        if isinstance(got, Path):
+            return got
+    reason = got
     if explicit:
         raise ModelError(
             f"cannot download the piper voice {name} ({reason}): connect to the internet once, or put "
