@@ -173,7 +173,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--threads", type=number(int, 1, 1024), help="CPU threads (default: all cores)")
     g = p.add_argument_group("voice")
     g.add_argument(
-        "--tts", help="espeak, say, wsay, piper, openai (a server) or none (default: the platform's)"
+        "--tts",
+        help="auto (a piper voice per language where one can be had, else espeak-ng: Linux's default), "
+        "espeak, say, wsay, piper, openai (a server) or none (default: the platform's)",
     )
     g.add_argument(
         "--tts-url",

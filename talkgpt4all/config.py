@@ -34,7 +34,7 @@ class Platform:
 PLATFORMS: dict[str, Platform] = {
     "mac-m1": Platform("mac-m1", "Darwin", tts="say", binary="llama-server", metal=True),
     "mac-intel": Platform("mac-intel", "Darwin", tts="say", binary="llama-server"),
-    "linux": Platform("linux", "Linux", tts="espeak", binary="llama-server"),
+    "linux": Platform("linux", "Linux", tts="auto", binary="llama-server"),
     "windows": Platform("windows", "Windows", tts="wsay", binary="llama-server.exe"),
 }
 

@@ -82,15 +82,16 @@ def from_hub_cache(repo: str, filename: str) -> Path | None:
         return None
 
 
-def download_from_hub(repo: str, filename: str, what: str) -> Path | str:
+def download_from_hub(repo: str, filename: str, what: str, *, announce: bool = True) -> Path | str:
     """A Hub file downloaded once into the Hugging Face cache, with a progress bar; or, as a string, why
-    it cannot be (found out quickly when the Hub is unreachable)."""
+    it cannot be (found out quickly when the Hub is unreachable). announce: a line says what it is."""
     from huggingface_hub import hf_hub_download
 
     reason = hub_unavailable(f"{repo}/resolve/main/{filename}")
     if reason is not None:
         return reason
-    log.warning("downloading %s from %s to the Hugging Face cache (once)", what, repo)
+    if announce:
+        log.warning("downloading %s from %s to the Hugging Face cache (once)", what, repo)
     try:
         return Path(hf_hub_download(repo, filename))
     except Exception as exc:

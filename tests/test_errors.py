@@ -44,7 +44,8 @@ def test_corrupt_gguf(tmp_path, content):
 
 def test_missing_tts_command_names_the_install_command(tmp_path):
     # A PATH without espeak-ng or espeak, as on a fresh Linux machine.
-    line = one_line_error("--text", "--save-audio", str(tmp_path), env={"PATH": str(tmp_path)})
+    args = ("--text", "--tts", "espeak", "--save-audio", str(tmp_path))
+    line = one_line_error(*args, env={"PATH": str(tmp_path)})
     assert "sudo apt-get install espeak-ng" in line
 
 

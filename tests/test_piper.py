@@ -7,6 +7,7 @@ import logging
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import soundfile as sf
 from test_models import hub  # noqa: F401  (the stand-in Hub fixture)
@@ -104,3 +105,108 @@ def test_list_voices_names_each_engine_s_voices_with_their_language():
     assert any(line.split()[:2] == ["en_US-joe-medium", "en_US"] for line in lines if line.strip())
     assert any(line.split()[-1:] == ["cmn"] for line in lines)  # espeak's Mandarin
     assert "zh_CN-huayan-medium (zh)" in run.stdout  # what a Chinese reply would fetch
+
+
+class Spy:
+    """Stands in for espeak-ng in --tts auto, recording what it was asked to say."""
+
+    def __init__(self) -> None:
+        self.said: list[tuple[str, str | None]] = []
+
+    def synthesize(self, text: str, language: str | None = None):
+        from talkgpt4all.audio import Audio
+
+        self.said.append((text, language))
+        return Audio(np.ones(100, np.float32) * 0.1, 22050)
+
+
+def no_voice_for(*languages: str, monkeypatch) -> None:
+    real = piper_tts.resolve_voice
+    monkeypatch.setattr(
+        piper_tts,
+        "resolve_voice",
+        lambda name, explicit: None if name[:2] in languages else real(name, explicit=explicit),
+    )
+
+
+def test_linux_default_speaks_with_piper_where_it_has_a_voice_and_espeak_elsewhere(monkeypatch, caplog):
+    from talkgpt4all.tts.auto import VoicePerLanguage
+
+    no_voice_for("de", monkeypatch=monkeypatch)
+    auto = VoicePerLanguage()
+    auto.espeak = espeak = Spy()  # type: ignore[assignment]
+    with caplog.at_level(logging.WARNING, logger="talkgpt4all"):
+        english = auto.synthesize("Good morning.", "en")
+        german = auto.synthesize("Guten Morgen.", "de")
+    assert len(english.samples) > english.sample_rate // 4  # joe said it: espeak was not asked
+    assert espeak.said == [("Guten Morgen.", "de")] and len(german.samples) == 100
+    assert not caplog.records  # espeak speaking German is no news
+
+
+def test_linux_default_never_hands_chinese_to_espeak_and_says_once_how_to_get_a_voice(monkeypatch, caplog):
+    from talkgpt4all.tts.auto import VoicePerLanguage
+
+    no_voice_for("zh", monkeypatch=monkeypatch)
+    auto = VoicePerLanguage()
+    auto.espeak = espeak = Spy()  # type: ignore[assignment]
+    with caplog.at_level(logging.WARNING, logger="talkgpt4all"):
+        first = auto.synthesize("你好。", "zh")
+        second = auto.synthesize("再见。", None)  # the script says Chinese when no language is given
+    assert len(first.samples) == len(second.samples) == 0 and espeak.said == []
+    notes = [r.getMessage() for r in caplog.records]
+    assert len(notes) == 1, notes
+    assert "zh_CN-huayan-medium" in notes[0] and "--tts espeak" in notes[0] and "not spoken" in notes[0]
+
+
+def test_linux_default_without_piper_uses_espeak_and_says_how_to_get_a_chinese_voice(monkeypatch, caplog):
+    from talkgpt4all.errors import MissingDependencyError
+    from talkgpt4all.tts import auto as auto_tts
+
+    def not_installed(*args):
+        raise MissingDependencyError("--tts piper needs the piper-tts package")
+
+    monkeypatch.setattr(piper_tts, "Piper", not_installed)
+    auto = auto_tts.VoicePerLanguage()
+    assert auto.piper is None
+    auto.espeak = espeak = Spy()  # type: ignore[assignment]
+    with caplog.at_level(logging.WARNING, logger="talkgpt4all"):
+        auto.synthesize("Hello.", "en")
+        assert len(auto.synthesize("你好。", "zh").samples) == 0
+    assert espeak.said == [("Hello.", "en")]
+    notes = [r.getMessage() for r in caplog.records]
+    assert len(notes) == 1 and "pip install -e '.[piper]'" in notes[0], notes
+
+
+def test_a_named_voice_picks_its_engine_under_the_linux_default():
+    from talkgpt4all.tts import TTSSettings, make_synthesizer
+    from talkgpt4all.tts.commands import Espeak
+
+    assert isinstance(make_synthesizer("auto", TTSSettings(voice="en-us")), Espeak)
+    assert isinstance(make_synthesizer("auto", TTSSettings(voice="en_US-joe-medium")), piper_tts.Piper)
+
+
+def test_linux_default_fetches_the_chinese_voice_when_the_user_turns_to_chinese(
+    hub,  # noqa: F811
+    tmp_path: Path,
+    ears: Ears,
+):
+    """Out of the box on Linux: an English turn in the starter voice, then a Chinese turn, for which
+    zh_CN-huayan-medium is downloaded once (from the stand-in Hub, where joe plays its part)."""
+    starter = piper_tts.starter_voice()
+    assert starter is not None
+    where = piper_tts.hub_path("zh_CN-huayan-medium")
+    hub.files[f"rhasspy/piper-voices:{where}"] = starter.read_bytes()
+    hub.files[f"rhasspy/piper-voices:{where}.json"] = starter.with_name(starter.name + ".json").read_bytes()
+    env = {
+        "HF_ENDPOINT": f"http://127.0.0.1:{hub.server_address[1]}",
+        "HF_HOME": str(tmp_path / "hf"),
+        "HF_HUB_DISABLE_XET": "1",
+    }
+    replies = tmp_path / "replies"
+    args = ("--platform", "linux", "--text", "--no-play", "--save-audio", str(replies), "--max-tokens", "24")
+    run = run_chat(*args, env=env, stdin="Hello!\n你好！\n")
+    assert run.returncode == 0, run.stderr
+    assert run.stderr.count("downloading the piper voice zh_CN-huayan-medium") == 1, run.stderr
+    english = next(line for line in run.stdout.splitlines() if line.startswith("AI: "))[4:]
+    assert wer(english, ears.hear(load_audio(replies / "reply-001.wav"))) <= 0.35
+    assert len(load_audio(replies / "reply-002.wav")) > 0.3 * 16000  # the Chinese reply was voiced

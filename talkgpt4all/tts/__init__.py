@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from talkgpt4all.audio import Audio
-from talkgpt4all.errors import UnknownEngineError
+from talkgpt4all.errors import MissingDependencyError, UnknownEngineError
 
 
 class Synthesizer(Protocol):
@@ -48,6 +48,18 @@ def _piper(s: TTSSettings) -> Synthesizer:
     return Piper(s.voice, s.rate)
 
 
+def _auto(s: TTSSettings) -> Synthesizer:
+    """A voice per language (Linux's default). A named voice picks its engine: piper's names look like
+    en_US-joe-medium (or a .onnx file), anything else is an espeak voice."""
+    if s.voice:
+        from talkgpt4all.tts.piper import is_voice_name
+
+        return _piper(s) if is_voice_name(s.voice) else _espeak(s)
+    from talkgpt4all.tts.auto import VoicePerLanguage
+
+    return VoicePerLanguage(s.rate)
+
+
 def _server(s: TTSSettings) -> Synthesizer:
     from talkgpt4all.errors import UsageError
     from talkgpt4all.tts.remote import RemoteSynthesizer
@@ -58,6 +70,7 @@ def _server(s: TTSSettings) -> Synthesizer:
 
 
 ENGINES: dict[str, Callable[[TTSSettings], Synthesizer] | None] = {
+    "auto": _auto,  # piper where it has a voice for the reply's language, else espeak-ng
     "espeak": _espeak,
     "piper": _piper,  # neural voices, optional: pip install -e '.[piper]'
     "say": _say,
@@ -106,7 +119,14 @@ def list_voices() -> str:
             lines.append("  downloaded when first needed: " + ", ".join(missing))
     except ImportError:
         lines.append("piper: not installed (pip install -e '.[piper]')")
-    for command, how in (("say", "say -v '?'"), ("wsay", "wsay --list")):
-        if shutil.which(command):
-            lines.append(f"{command}: see `{how}`")
+    if shutil.which("say"):
+        lines.append("say: see `say -v '?'` (--tts say --voice NAME; Chinese replies get Tingting)")
+    try:
+        from talkgpt4all.tts.commands import Wsay
+
+        wsay = Wsay()
+        lines.append("wsay (--tts wsay --voice NUMBER or part of the name; Chinese replies get Huihui):")
+        lines += [f"  {number:>3}  {name}" for number, name in wsay.voices()]
+    except MissingDependencyError:
+        pass
     return "\n".join(lines)

@@ -68,7 +68,7 @@ ESPEAK_CHINESE_NOTE = (
 )
 
 
-def _has_cjk(text: str) -> bool:
+def has_cjk(text: str) -> bool:
     return any("\u4e00" <= ch <= "\u9fff" or "\u3400" <= ch <= "\u4dbf" for ch in text)
 
 
@@ -88,7 +88,7 @@ class Espeak:
     def _voice_for(self, text: str, language: str | None) -> str | None:
         if self.voice:
             return self.voice
-        if _has_cjk(text) or language == "zh":
+        if has_cjk(text) or language == "zh":
             if not self._warned_chinese:
                 self._warned_chinese = True
                 log.warning(ESPEAK_CHINESE_NOTE)
@@ -131,7 +131,7 @@ class Say:
         with tempfile.TemporaryDirectory() as tmp:
             out = Path(tmp) / "reply.aiff"
             argv = [self.exe, "-f", "-", "-o", str(out)]
-            voice = self.voice or (SAY_CHINESE if _has_cjk(text) or language == "zh" else None)
+            voice = self.voice or (SAY_CHINESE if has_cjk(text) or language == "zh" else None)
             if voice:
                 argv += ["-v", voice]
             if self.rate:
@@ -141,7 +141,11 @@ class Say:
 
 
 class Wsay:
-    """wsay.exe on Windows (bin/wsay.exe or on PATH), reading a UTF-8 text file and writing a WAV."""
+    """wsay.exe on Windows (bin/wsay.exe or on PATH), reading a UTF-8 text file and writing a WAV.
+
+    wsay picks a voice by its number in `wsay --list_voices`; --voice takes that number or a part of the
+    voice's name ("Zira"). A Chinese reply gets Huihui (or another Chinese voice) when one is installed.
+    """
 
     def __init__(self, voice: str | None = None, rate: int | None = None) -> None:
         local = BIN_DIR / "wsay.exe"
@@ -152,15 +156,68 @@ class Wsay:
                 "or pass --tts none"
             )
         if rate:
-            log.warning("wsay has no speaking-rate option; ignoring --rate")
-        self.exe, self.voice = exe, voice
+            log.warning("wsay has no speaking-rate option in words a minute; ignoring --rate")
+        self.exe = exe
+        self._voices: list[tuple[str, str]] | None = None  # (number, name), as wsay lists them
+        self.voice = self._number(voice) if voice else None
+        self._chinese: list[str] | None = None  # the Chinese voice, once looked up
+        self._warned_chinese = False
+
+    def voices(self) -> list[tuple[str, str]]:
+        """wsay's installed voices: ("1", "Microsoft David Desktop - English (United States)"), ..."""
+        if self._voices is None:
+            listing = _run([self.exe, "--list_voices"], "").decode("utf-8", errors="replace")
+            self._voices = parse_wsay_voices(listing)
+        return self._voices
+
+    def _number(self, voice: str) -> str:
+        if voice.isdigit():
+            return voice
+        found = [number for number, name in self.voices() if voice.casefold() in name.casefold()]
+        if not found:
+            names = "; ".join(f"{n} {name}" for n, name in self.voices()) or "none"
+            raise SpeechError(f"wsay has no voice {voice!r} (installed: {names}): check --voice")
+        return found[0]
+
+    def _chinese_voice(self) -> str | None:
+        if self._chinese is None:
+            voices = self.voices()
+            huihui = [n for n, name in voices if "huihui" in name.casefold()]
+            chinese = [n for n, name in voices if "chinese" in name.casefold() or "中文" in name]
+            self._chinese = (huihui or chinese)[:1]
+        return self._chinese[0] if self._chinese else None
+
+    def _voice_for(self, text: str, language: str | None) -> str | None:
+        if self.voice or not (has_cjk(text) or language == "zh"):
+            return self.voice
+        voice = self._chinese_voice()
+        if voice is None and not self._warned_chinese:
+            self._warned_chinese = True
+            log.warning(
+                "Windows has no Chinese voice installed: add the Chinese (Simplified) speech pack in "
+                "Settings > Time & language > Speech (it brings Huihui), or use --tts piper"
+            )
+        return voice
 
     def synthesize(self, text: str, language: str | None = None) -> Audio:
         with tempfile.TemporaryDirectory() as tmp:
             src, out = Path(tmp) / "reply.txt", Path(tmp) / "reply.wav"
             src.write_text(text, encoding="utf-8")
-            argv = [self.exe, "-i", str(src), "-o", str(out)]
-            if self.voice:
-                argv += ["-v", self.voice]
+            # --nospeechxml: a reply holding "<" is read out, never parsed as SAPI markup.
+            argv = [self.exe, "--nospeechxml", "-i", str(src), "-o", str(out)]
+            voice = self._voice_for(text, language)
+            if voice:
+                argv += ["-v", voice]
             _run(argv, "")
             return _read_audio(out, "wsay")
+
+
+def parse_wsay_voices(listing: str) -> list[tuple[str, str]]:
+    """The lines of `wsay --list_voices` ("1 : Microsoft Huihui Desktop - Chinese (Simplified)") as
+    (number, name) pairs."""
+    voices = []
+    for line in listing.splitlines():
+        number, sep, name = line.strip().partition(" : ")
+        if sep and number.isdigit():
+            voices.append((number, name.strip()))
+    return voices

@@ -87,7 +87,7 @@ def resolve_voice(name: str, *, explicit: bool) -> Path | None:
     if cached and from_hub_cache(VOICES_REPO, where + ".json"):
         return cached
     what = f"the piper voice {name}"
-    got = download_from_hub(VOICES_REPO, where + ".json", f"{what} (its settings)")
+    got = download_from_hub(VOICES_REPO, where + ".json", f"{what} (its settings)", announce=False)
     if isinstance(got, Path):
         got = download_from_hub(VOICES_REPO, where, what)
         if isinstance(got, Path):
@@ -133,8 +133,9 @@ class Piper:
         self._voices[key] = loaded
         return loaded
 
-    def voice_for(self, language: str | None) -> Any:
-        """The loaded voice for a reply in this language; None when there is none."""
+    def find(self, language: str | None) -> Any:
+        """The loaded voice for a reply in this language, fetched once if need be; None when there is
+        none. Says nothing: the caller decides what a missing voice means."""
         with self._lock:
             if self.voice:
                 return self._voices[""]
@@ -147,20 +148,23 @@ class Piper:
             loaded = self._load(language, name, explicit=False) if name else None
             if loaded is None:
                 self._missing.add(language)
-                fix = (
-                    f"connect to the internet once to fetch {name}, or put it in models/"
-                    if name
-                    else "name one with --voice (see --list-voices)"
-                )
-                log.warning(
-                    "no piper voice for %r here: %s; those replies are shown, not spoken", language, fix
-                )
             return loaded
+
+    def voice_for(self, language: str | None) -> Any:
+        """find(), and the first time a language has no voice, one line saying how to get one."""
+        missing = (language or "en") in self._missing
+        voice = self.find(language)
+        if voice is None and not missing:
+            log.warning("%s; those replies are shown, not spoken", missing_voice_note(language or "en"))
+        return voice
 
     def synthesize(self, text: str, language: str | None = None) -> Audio:
         voice = self.voice_for(language)
         if voice is None:
-            return Audio(np.zeros(0, np.float32), 22050)  # nothing to say it with: not spoken
+            return SILENCE  # nothing to say it with: not spoken
+        return self.speak(voice, text)
+
+    def speak(self, voice: Any, text: str) -> Audio:
         from piper import SynthesisConfig
 
         config = SynthesisConfig(length_scale=SPEAKING_RATE / self.rate if self.rate else None)
@@ -171,6 +175,23 @@ class Piper:
         rate = chunks[0].sample_rate if chunks else voice.config.sample_rate
         samples = np.concatenate([c.audio_float_array for c in chunks]) if chunks else np.zeros(0, np.float32)
         return Audio(samples.astype(np.float32, copy=False), int(rate))
+
+
+SILENCE = Audio(np.zeros(0, np.float32), 22050)
+
+
+def missing_voice_note(language: str) -> str:
+    """Why a reply in this language has no piper voice, and what to do about it."""
+    name = DEFAULT_VOICES.get(language)
+    if name:
+        fetch = f"connect to the internet once to fetch {name}, or put it in models/"
+        return f"no piper voice for {language!r} here: {fetch}"
+    return f"no piper voice for {language!r} here: name one with --voice (see --list-voices)"
+
+
+def is_voice_name(name: str) -> bool:
+    """Whether --voice names a piper voice (en_US-joe-medium, or a .onnx file) rather than a command's."""
+    return name.endswith(".onnx") or hub_path(name) is not None
 
 
 def voices_here() -> list[tuple[str, str, Path]]:
