@@ -215,7 +215,18 @@ def test_ctrl_c_in_the_terminal_reaches_only_us_not_the_speech_command(tmp_path:
     (fake_bin / "espeak-ng").chmod(0o755)
     env = {**os.environ, "PATH": f"{fake_bin}:{os.environ['PATH']}", "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(
-        [sys.executable, str(CHAT), "--text", "--save-audio", str(tmp_path / "out"), "--no-play", *STORY],
+        # --tts espeak: the command under test (Linux's default, auto, speaks English with piper).
+        [
+            sys.executable,
+            str(CHAT),
+            "--text",
+            "--tts",
+            "espeak",
+            "--no-play",
+            "--save-audio",
+            str(tmp_path),
+            *STORY,
+        ],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
