@@ -12,6 +12,7 @@ import pytest
 from conftest import ROOT
 
 
+@pytest.mark.slow
 def test_latency_benchmark_reports_every_mode_stage_and_ratio():
     pytest.importorskip("piper", reason="install the bench extra: pip install -e '.[bench]' (.ci/run does)")
     done = subprocess.run(
@@ -54,6 +55,7 @@ def test_latency_benchmark_reports_every_mode_stage_and_ratio():
     assert "cores" in figures["machine"]
 
 
+@pytest.mark.slow
 def test_long_conversation_benchmark_reports_both_modes_by_turn():
     done = subprocess.run(
         [
