@@ -11,10 +11,12 @@ import numpy as np
 
 from talkgpt4all.audio import SAMPLE_RATE
 from talkgpt4all.config import Config
+from talkgpt4all.errors import MissingDependencyError
 
 if TYPE_CHECKING:
     from talkgpt4all.audio import AudioSink
     from talkgpt4all.audio.devices import MicRecorder
+    from talkgpt4all.audio.echo import EchoCanceller
     from talkgpt4all.audio.vad import VadOptions
     from talkgpt4all.loops import Microphone
     from talkgpt4all.pipeline import TurnObserver
@@ -75,12 +77,19 @@ def run(
             config.voice, config.rate, config.tts_url, config.tts_api_key, config.tts_model
         )
         synthesizer = tts.make_synthesizer(config.tts, speech)
+    interactive = not config.text and not config.inputs
+    echo = echo_canceller(config) if interactive and microphone is None else None
     sinks: list[AudioSink] = []
     if synthesizer is not None:
         if config.save_audio is not None:
             sinks.append(make_sink("wav", str(config.save_audio)))
         if config.play:
-            sinks.append(make_sink("device", config.output_device))
+            if echo is not None:
+                from talkgpt4all.audio.devices import SpeakerSink
+
+                sinks.append(SpeakerSink(config.output_device, far=echo.far))
+            else:
+                sinks.append(make_sink("device", config.output_device))
     turn_model = None
     if config.vad:
         from talkgpt4all.audio.turn import SmartTurn, resolve_turn_model
@@ -89,13 +98,12 @@ def run(
         if turn_path is not None:
             turn_model = SmartTurn(turn_path)
             turn_model(np.zeros(SAMPLE_RATE, np.float32))  # warm: the first run is the slow one
-    interactive = not config.text and not config.inputs
     recorder: MicRecorder | None = None
     if interactive and microphone is None:
         from talkgpt4all.audio.devices import MicRecorder, MicStream
 
         if config.vad:
-            microphone = MicStream(config.input_device)
+            microphone = MicStream(config.input_device, echo=echo)
         else:
             recorder = MicRecorder(config.input_device)
 
@@ -164,11 +172,26 @@ def run(
                 vad_options(config),
                 keys,
                 err,
-                barge_in=config.barge_in,
+                barge_in=config.interrupts and (echo is not None or config.barge_in is True),
                 turn=turn_model,
                 speculate=config.speculate,
+                far=echo.far if echo is not None else None,
             )
         assert recorder is not None
         return loops.push_to_talk(session, recorder, keys, err, speculate=config.speculate)
     finally:
         session.close()
+
+
+def echo_canceller(config: Config) -> EchoCanceller | None:
+    """The microphone's echo canceller, when hands-free replies play on speakers; None without one.
+    Without the package, one line says so and barge-in stays off unless asked for."""
+    if not config.cancels_echo:
+        return None
+    from talkgpt4all.audio.echo import EchoCanceller, FarEnd
+
+    try:
+        return EchoCanceller(FarEnd())
+    except MissingDependencyError as exc:
+        log.warning("%s", exc)
+        return None

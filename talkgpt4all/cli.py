@@ -238,8 +238,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     g.add_argument(
         "--barge-in",
-        action="store_true",
-        help="with --vad, speaking during a reply interrupts it (use headphones: no echo cancelling)",
+        action=argparse.BooleanOptionalAction,
+        help="with --vad, speaking during a reply interrupts it (default: on while echo cancellation is; "
+        "with --no-aec, use headphones)",
+    )
+    g.add_argument(
+        "--aec",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="with --vad, take the reply's own sound out of what the microphone hears, so you can talk "
+        "over it on speakers (default: on)",
     )
     g.add_argument(
         "--no-speculate",
@@ -309,6 +317,7 @@ def build_config(args: argparse.Namespace) -> Config:
         silence_ms=args.silence_ms,
         turn_model="none" if args.silence_ms is not None and args.turn_model is None else args.turn_model,
         barge_in=args.barge_in,
+        aec=args.aec,
         speculate=not args.no_speculate,
         stream=not args.no_stream,
         timings=args.timings,

@@ -112,7 +112,8 @@ class Config:
     vad: bool = False
     silence_ms: int | None = None  # None: the default (500 ms) when no turn model decides
     turn_model: str | None = None  # None: Smart Turn if it can be had; "none": the fixed pause
-    barge_in: bool = False
+    barge_in: bool | None = None  # None: on when echo cancellation is (hands-free, on speakers)
+    aec: bool = True  # hands-free: take the speakers' sound out of what the microphone hears
     speculate: bool = True  # hands-free: start a turn's work as the user pauses
     stream: bool = True
     timings: bool = False
@@ -126,6 +127,16 @@ class Config:
     def transcript_path(self) -> Path | None:
         """Where turns are written: --transcript, else the file --resume continues."""
         return self.transcript or self.resume
+
+    @property
+    def cancels_echo(self) -> bool:
+        """Whether the microphone's stream is echo-cancelled: hands-free, with replies on speakers."""
+        return self.vad and self.aec and self.play and self.tts != "none"
+
+    @property
+    def interrupts(self) -> bool:
+        """Whether speaking during a reply interrupts it (barge-in)."""
+        return self.cancels_echo if self.barge_in is None else self.barge_in and self.vad
 
     @property
     def speaks(self) -> bool:

@@ -74,7 +74,7 @@ def load(path: Path, *, explicit: bool) -> dict[str, Any]:
 
 def _value(key: str, action: argparse.Action, value: Any, path: Path) -> Any:
     where = f"{key} in {path}"
-    if isinstance(action, argparse._StoreTrueAction):
+    if isinstance(action, (argparse._StoreTrueAction, argparse.BooleanOptionalAction)):
         if not isinstance(value, bool):
             raise UsageError(f"{where} is {value!r}: use true or false")
         return value

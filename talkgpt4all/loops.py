@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     import numpy as np
 
     from talkgpt4all.audio import Recorder
+    from talkgpt4all.audio.echo import FarEnd
     from talkgpt4all.audio.vad import VadOptions
     from talkgpt4all.pipeline import Session, TurnResult
 
@@ -208,10 +209,12 @@ class Listener:
         turn: Callable[[np.ndarray], float] | None = None,  # the turn model, if any
         on_pause: Callable[[np.ndarray], None] | None = None,  # a pause began: the utterance so far
         on_resume: Callable[[], None] | None = None,  # and speech went on after it
+        far: FarEnd | None = None,  # with echo cancellation: what the speakers play
     ) -> None:
         from talkgpt4all.audio.vad import Segmenter
 
         self.mic, self.inbox, self.barge_in, self.clock = mic, inbox, barge_in, clock
+        self.far = far
         self.replying = threading.Event()
         self._stopping = threading.Event()
         self._segmenter = Segmenter(
@@ -247,6 +250,9 @@ class Listener:
                 if self.replying.is_set() and not self.barge_in:
                     segmenter.reset()
                     continue
+                if self.far is not None:
+                    segmenter.echo = self.far.sounding(getattr(self.mic, "recorded_at", time.perf_counter()))
+                    segmenter.over_echo = getattr(self.mic, "over_echo", True)
                 utterance = segmenter.feed(chunk)
                 if utterance is not None:
                     decided = self.clock()
@@ -421,6 +427,7 @@ def hands_free(
     barge_in: bool = False,
     turn: Callable[[np.ndarray], float] | None = None,
     speculate: bool = True,
+    far: FarEnd | None = None,
 ) -> int:
     """Turns start when the user speaks and end at a pause (or when the turn model hears that the user
     has finished); a typed line is a turn too. With speculate, the turn's work starts as the pause
@@ -449,6 +456,7 @@ def hands_free(
         turn=turn,
         on_pause=session.speculate if speculate else None,
         on_resume=session.cancel_speculation if speculate else None,
+        far=far,
     )
     listener.start()
     try:

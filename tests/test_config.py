@@ -93,3 +93,19 @@ def test_a_named_config_file_that_is_missing_is_one_line(tmp_path: Path):
     run = run_chat("--config", str(tmp_path / "nope.toml"), "--print-config")
     line = one_line(run.stderr)
     assert run.returncode == 2 and "nope.toml" in line and "no such file" in line, line
+
+
+def test_on_off_settings_take_true_or_false_in_the_file_and_either_flag_wins(tmp_path: Path):
+    """aec and barge-in are flags with a --no- form; in the file, true or false."""
+    config = tmp_path / "talk.toml"
+    config.write_text("aec = false\nbarge-in = true\n")
+    run = run_chat("--config", str(config), "--print-config")
+    assert run.returncode == 0 and run.stderr == "", run.stderr
+    shown = settings(run.stdout)
+    assert shown["aec"] == ("false", "the config file") and shown["barge-in"] == ("true", "the config file")
+    run = run_chat("--config", str(config), "--aec", "--no-barge-in", "--print-config")
+    shown = settings(run.stdout)
+    assert shown["aec"] == ("true", "the command line") and shown["barge-in"] == ("false", "the command line")
+    config.write_text('aec = "no"\n')
+    run = run_chat("--config", str(config), "--print-config")
+    assert run.returncode == 2 and "use true or false" in one_line(run.stderr), run.stderr

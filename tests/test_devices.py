@@ -262,7 +262,7 @@ def test_barge_in_speaking_during_a_reply_interrupts_it(pulse: dict[str, str], t
 def test_without_barge_in_speech_during_a_reply_is_ignored(pulse: dict[str, str], tmp_path: Path):
     story = speak_to_file("Tell me a story about a dragon.", tmp_path / "story.wav")
     question = speak_to_file("What is the capital of France?", tmp_path / "q.wav")
-    app, env = start_chat(pulse, "--vad", "--max-tokens", "40", *STORY)
+    app, env = start_chat(pulse, "--vad", "--no-barge-in", "--max-tokens", "40", *STORY)
     try:
         app.wait_for("Listening", timeout=120)
         subprocess.run(["paplay", "--device=mic", str(story)], env=env, check=True)
@@ -277,6 +277,7 @@ def test_without_barge_in_speech_during_a_reply_is_ignored(pulse: dict[str, str]
     assert screen.count("You: ") == 1, screen  # what was said over the reply did not become a turn
 
 
+@pytest.mark.slow
 def test_hands_free_ttfa_is_measured_from_the_device_recordings():
     """bench/devices.py plays questions into the virtual microphone and records both devices; TTFA is
     end of question (microphone) to first reply sound (speaker). Only that it is measured, and in the
@@ -301,3 +302,58 @@ def test_hands_free_ttfa_is_measured_from_the_device_recordings():
     # recordings, to within the recordings' block size, so the two clocks can be compared.
     [aligned] = figures["alignment_ms"]
     assert aligned is not None and abs(aligned) < 100, aligned
+
+
+# ------------------------------------------------------------------------------------- talking over it
+# The speaker's sound is fed back into the microphone (PulseAudio's module-loopback, 60 ms late and
+# about 9 dB down: bench/echo.py's echo_devices), so the assistant hears itself as on laptop speakers.
+
+
+@pytest.fixture
+def echo_bench(tmp_path: Path) -> Iterator[tuple[object, dict[str, str]]]:
+    _require_tools()
+    pytest.importorskip("pywebrtc_audio", reason="pip install -r requirements.txt installs it")
+    sys.path.insert(0, str(ROOT / "bench"))
+    import echo
+
+    with echo.echo_devices(tmp_path / "pulse") as env:
+        yield echo, env
+
+
+@pytest.mark.slow
+def test_with_echo_cancelling_a_long_reply_on_speakers_plays_to_the_end(echo_bench, tmp_path: Path):
+    """Hands-free, barge-in on (the default with the canceller): the reply hears itself all along, and
+    goes on to its end for more than 30 s without taking itself for the user."""
+    echo, env = echo_bench
+    figures = echo.long_replies(env, tmp_path, 1, [])
+    assert figures["interrupted"] == 0 and figures["turns"] == 1, figures
+    assert figures["reply_seconds"] >= 30, figures
+    assert "dB less sound while replies played" in (figures["program"] or ""), figures
+
+
+@pytest.mark.slow
+def test_a_question_over_a_reply_on_speakers_interrupts_it_and_is_the_next_turn(echo_bench, tmp_path: Path):
+    """Two seconds into a reply, the user asks a question over it: the reply stops (how soon, in audio
+    time from the question's first sound, is the benchmark's figure) and the question, heard through
+    the echo, is the next turn."""
+    echo, env = echo_bench
+    figures = echo.barge_ins(env, tmp_path, 1, [])
+    assert figures["missed"] == 0 and len(figures["reactions"]) == 1, figures
+    assert 0 < figures["reactions"][0] < 1.2, figures  # the benchmark reports how soon, against 0.3 s
+    assert wer("What is the capital of France?", figures["heard"][0]) <= 0.2, figures
+
+
+@pytest.mark.slow
+def test_without_echo_cancelling_a_reply_on_speakers_interrupts_itself(echo_bench, tmp_path: Path):
+    """The same echo with --no-aec and barge-in: the reply takes its own voice for the user. This is
+    what the canceller prevents, and the proof that the echo in these tests is real."""
+    echo, env = echo_bench
+    request = speak_to_file(echo.STORY_REQUEST, tmp_path / "story.wav")
+    chat = echo.Chat(env, tmp_path, "--no-aec", "--barge-in", "--max-tokens", "220")
+    try:
+        chat.play(request)
+        first = chat.wait_turns(2)[0]  # the reply, and the turn its own echo became
+    finally:
+        stderr = chat.close()
+    assert first["interrupted"] is True, first
+    assert "echo cancellation:" not in stderr  # no canceller ran

@@ -7,12 +7,14 @@ import queue
 import sys
 import threading
 import time
+from collections import deque
 from types import ModuleType
 from typing import Any
 
 import numpy as np
 
 from talkgpt4all.audio import SAMPLE_RATE, Audio, resample
+from talkgpt4all.audio.echo import FRAME, OVER_ECHO_PIECES, EchoCanceller, FarEnd, Timeline, near_db
 from talkgpt4all.errors import DeviceError, MissingDependencyError
 
 log = logging.getLogger("talkgpt4all")
@@ -115,14 +117,20 @@ class _Microphone:
         self._rate = SAMPLE_RATE
         self._stream: Any = None
 
-    def _take(self, chunk: np.ndarray) -> None:
+    def _take(self, chunk: np.ndarray, recorded: float) -> None:
         raise NotImplementedError
 
-    def _callback(self, indata: np.ndarray, frames: int, _time: object, status: object) -> None:
+    def _callback(self, indata: np.ndarray, frames: int, when: Any, status: object) -> None:
         if status:
             log.debug("input status: %s", status)
+        now = time.perf_counter()
+        # When the block's first sample was recorded, by PortAudio's report of the capture latency.
+        lag = when.currentTime - when.inputBufferAdcTime if when.inputBufferAdcTime else 0.0
+        if not 0.0 < lag < 1.0:
+            lag = frames / self._rate + (self._stream.latency if self._stream is not None else 0.0)
         chunk = indata[:, 0].copy()
-        self._take(chunk if self._rate == SAMPLE_RATE else resample(chunk, self._rate, SAMPLE_RATE))
+        chunk = chunk if self._rate == SAMPLE_RATE else resample(chunk, self._rate, SAMPLE_RATE)
+        self._take(chunk, now - lag)
 
     def _open(self) -> None:
         sd = self._sd
@@ -165,7 +173,7 @@ class MicRecorder(_Microphone):
         self._frames = 0
         self._lock = threading.Lock()
 
-    def _take(self, chunk: np.ndarray) -> None:
+    def _take(self, chunk: np.ndarray, recorded: float) -> None:
         with self._lock:
             self._chunks.append(chunk)
             self._frames += len(chunk)
@@ -194,33 +202,66 @@ class MicStream(_Microphone):
     `captured_at` is when the last piece handed out had been recorded (time.perf_counter() as its last
     block arrived): the clock that timings count from is the end of the user's speech, not the moment
     the program got round to it.
+
+    With an echo canceller, the pieces are the microphone with the speakers' sound taken out, and
+    `over_echo` says whether the last one holds more than echo (someone speaking over the speakers).
     """
 
-    def __init__(self, device: str | None = None, chunk: int = 512) -> None:
+    def __init__(
+        self, device: str | None = None, chunk: int = 512, echo: EchoCanceller | None = None
+    ) -> None:
         super().__init__(device)
         self.blocksize = chunk
         self._chunk = chunk
-        self._pieces: queue.Queue[tuple[np.ndarray, float]] = queue.Queue()
+        self.echo = echo
+        self._pieces: queue.Queue[tuple[np.ndarray, float, float]] = queue.Queue()
         self._pending = np.zeros(0, np.float32)
+        self._pending_raw = np.zeros(0, np.float32)  # with echo cancelling: what was heard,
+        self._pending_residual = np.zeros(0, np.float32)  # and what AEC3 left of it
+        self._near: deque[float] = deque(maxlen=OVER_ECHO_PIECES)  # near_db of the last pieces
         self._pending_at = 0.0
         self.captured_at = 0.0
+        self.recorded_at = 0.0  # when the last piece handed out began, on the speakers' clock
+        self.over_echo = True
+        self._timeline = Timeline(SAMPLE_RATE)
 
-    def _take(self, chunk: np.ndarray) -> None:
-        self._pieces.put((chunk, time.perf_counter()))
+    def _take(self, chunk: np.ndarray, recorded: float) -> None:
+        self._pieces.put((chunk, time.perf_counter(), self._timeline.stamp(recorded, len(chunk))))
 
     def start(self) -> None:
         self._open()
+
+    def close(self) -> None:
+        super().close()
+        if self.echo is not None:
+            log.info("%s", self.echo.summary())
 
     def read(self, timeout: float = 0.1) -> np.ndarray | None:
         """The next CHUNK samples, or None if none came within timeout."""
         while len(self._pending) < self._chunk:
             try:
-                block, self._pending_at = self._pieces.get(timeout=timeout)
+                block, self._pending_at, recorded = self._pieces.get(timeout=timeout)
             except queue.Empty:
                 return None
+            if self.echo is not None:
+                whole = (len(block) + self.echo.carried) // FRAME * FRAME
+                heard = np.concatenate([self.echo.carry, block])[:whole]
+                block, residual = self.echo.process(block, recorded)
+                self._pending_raw = np.concatenate([self._pending_raw, heard])
+                self._pending_residual = np.concatenate([self._pending_residual, residual])
             self._pending = np.concatenate([self._pending, block])
         piece, self._pending = self._pending[: self._chunk], self._pending[self._chunk :]
+        if self.echo is not None:
+            heard, self._pending_raw = self._pending_raw[: self._chunk], self._pending_raw[self._chunk :]
+            left = self._pending_residual[: self._chunk]
+            self._pending_residual = self._pending_residual[self._chunk :]
+            # The loudest of the last few pieces: AEC3 swallows parts of a voice over the echo.
+            self._near.append(near_db(heard, left))
+            self.over_echo = max(self._near) >= self.echo.over_echo_db
         self.captured_at = self._pending_at
+        # The piece's first sample, counted back from the newest block's end (the canceller may hold
+        # up to 10 ms back).
+        self.recorded_at = self._pending_at - (len(self._pending) + self._chunk) / SAMPLE_RATE
         return piece
 
 
@@ -237,11 +278,16 @@ class SpeakerSink:
     STALL_SECONDS, never a write that waits forever.
     """
 
-    def __init__(self, device: str | None = None) -> None:
+    def __init__(self, device: str | None = None, far: FarEnd | None = None) -> None:
         self._sd = sounddevice()
         self.device = find_device(device, "output")
         self._lock = threading.Lock()  # guards _queued, _stopped and _taken, shared with the callback
         self._queued = np.zeros(0, np.float32)
+        # With echo cancellation: the same audio at 16 kHz, handed to `far` as it plays.
+        self.far = far
+        self._queued16 = np.zeros(0, np.float32)
+        self._played = self._played16 = 0  # of the queued audio, at both rates, since it was empty
+        self._timeline: Timeline | None = None
         self._stopped = False
         self._taken = 0  # frames the device has asked for so far: it is alive while this grows
         self._drained = threading.Event()
@@ -249,15 +295,32 @@ class SpeakerSink:
         self._stream: Any = None
         self._rate = 0
 
-    def _callback(self, outdata: np.ndarray, frames: int, _time: object, status: object) -> None:
+    def _callback(self, outdata: np.ndarray, frames: int, when: Any, status: object) -> None:
         with self._lock:
             n = min(frames, len(self._queued))
             outdata[:n, 0] = self._queued[:n]
             outdata[n:, 0] = 0.0
             self._queued = self._queued[n:]
             self._taken += frames
+            if self.far is not None:
+                self._report(n, frames, when)
             if not len(self._queued):
                 self._drained.set()
+
+    def _report(self, n: int, frames: int, when: Any) -> None:
+        """Tell the echo canceller what this block plays, and when it reaches the speakers."""
+        assert self.far is not None and self._timeline is not None
+        lag = when.outputBufferDacTime - when.currentTime if when.outputBufferDacTime else 0.0
+        if not 0.0 <= lag < 1.0:
+            lag = self._stream.latency if self._stream is not None else OUTPUT_LATENCY
+        start = self._timeline.stamp(time.perf_counter() + lag, frames)
+        m = round((self._played + n) * SAMPLE_RATE / self._rate) - self._played16
+        piece, self._queued16 = self._queued16[:m], self._queued16[m:]
+        self._played, self._played16 = self._played + n, self._played16 + len(piece)
+        if not len(self._queued):
+            self._queued16 = np.zeros(0, np.float32)
+            self._played = self._played16 = 0
+        self.far.played(start, piece)
 
     def _ensure_stream(self, rate: int) -> None:
         if self._stream is not None and self._rate == rate:
@@ -274,11 +337,12 @@ class SpeakerSink:
                 callback=self._callback,
                 latency=OUTPUT_LATENCY,
             )
+            self._rate = rate
+            self._timeline = Timeline(rate)
             self._stream.start()
         except self._sd.PortAudioError as exc:
             self._stream = None
             raise DeviceError(f"cannot play on the speaker: {exc}: check --output-device") from exc
-        self._rate = rate
 
     def prepare(self, sample_rate: int) -> None:
         # Open the stream now, and keep it: the first reply then starts without that delay, and a
@@ -289,6 +353,8 @@ class SpeakerSink:
         with self._lock:
             self._stopped = False
             self._queued = np.zeros(0, np.float32)  # nothing of an earlier reply plays in this one
+            self._queued16 = np.zeros(0, np.float32)
+            self._played = self._played16 = 0
             self._drained.set()
 
     def write(self, audio: Audio) -> None:
@@ -297,6 +363,9 @@ class SpeakerSink:
             if self._stopped:
                 return
             self._queued = np.concatenate([self._queued, audio.samples.astype(np.float32, copy=False)])
+            if self.far is not None:
+                at16 = resample(audio.samples, audio.sample_rate, SAMPLE_RATE)
+                self._queued16 = np.concatenate([self._queued16, at16])
             self._drained.clear()
             taken = self._taken
         since = time.monotonic()
@@ -324,6 +393,8 @@ class SpeakerSink:
         with self._lock:
             self._stopped = True
             self._queued = np.zeros(0, np.float32)
+            self._queued16 = np.zeros(0, np.float32)
+            self._played = self._played16 = 0
             self._drained.set()
 
     def close(self) -> None:

@@ -38,6 +38,12 @@ class VadOptions:
     speculate_ms: int = 64
     threshold: float = 0.5  # speech probability that counts as speech
     min_speech_ms: int = 160  # speech must last this long to start a turn: clicks and bumps don't
+    # While the speakers play (echo-cancelled, with some residue left), a turn start interrupts the
+    # reply (barge-in), and needs stronger evidence: a surer probability, on pieces where the echo
+    # canceller finds more than echo (the listener's over_echo). Tuned on bench/echo.py's recordings:
+    # no false start in the first, unlearnt second of a reply; a real one 160 to 210 ms in.
+    echo_threshold: float = 0.7
+    echo_min_speech_ms: int = 160
     preroll_ms: int = 320  # audio kept from before the start, so the first syllable is not cut
     max_turn_s: float = 60.0  # a turn that never pauses is ended here
 
@@ -96,6 +102,10 @@ class Segmenter:
         self.on_start = on_start
         self.turn = turn
         self.on_pause, self.on_resume = on_pause, on_resume
+        # Set by the listener for each chunk: the speakers may be heard in it, so a start needs more;
+        # and whether the echo canceller found more than echo in it.
+        self.echo = False
+        self.over_echo = True
         self.samples_seen = 0  # audio time, in samples, of everything fed so far
         # Chunks of the pause that ended the last utterance: it ended (was last voiced) that many chunks
         # before the one that decided it was over.
@@ -108,6 +118,9 @@ class Segmenter:
     def reset(self) -> None:
         o = self.options
         self._preroll: deque[np.ndarray] = deque(maxlen=o.chunks(o.preroll_ms))
+        # For each pre-roll chunk: whether it may hold the user (False: it was only the speakers' echo).
+        self._preroll_voice: deque[bool] = deque(maxlen=o.chunks(o.preroll_ms))
+        self._candidate_voice: list[bool] = []
         self._candidate: list[np.ndarray] = []
         self._speech: list[np.ndarray] | None = None
         self._silent = 0
@@ -123,19 +136,26 @@ class Segmenter:
         self.samples_seen += len(chunk)
         probability = self.vad(chunk)
         if self._speech is None:
-            if probability >= o.threshold:
+            threshold, needed = (
+                (o.echo_threshold, o.echo_min_speech_ms) if self.echo else (o.threshold, o.min_speech_ms)
+            )
+            voice = self.over_echo or not self.echo
+            if probability >= threshold and voice:
                 self._resumed()
                 self._candidate.append(chunk)
-                if len(self._candidate) >= o.chunks(o.min_speech_ms):
-                    self._speech = [*self._preroll, *self._candidate]
-                    self._candidate, self._silent = [], 0
+                self._candidate_voice.append(voice)
+                if len(self._candidate) >= o.chunks(needed):
+                    self._speech = [*self._silenced_preroll(), *self._candidate]
+                    self._candidate, self._candidate_voice, self._silent = [], [], 0
                     if self.on_start:
                         self.on_start()
             else:
                 # A blip too short to be speech: it becomes pre-roll, like any other sound.
                 self._preroll.extend(self._candidate)
+                self._preroll_voice.extend(self._candidate_voice)
                 self._preroll.append(chunk)
-                self._candidate = []
+                self._preroll_voice.append(voice)
+                self._candidate, self._candidate_voice = [], []
             return None
         self._speech.append(chunk)
         # Hysteresis: once speaking, only a clearly lower probability counts as a pause.
@@ -153,6 +173,14 @@ class Segmenter:
             self.reset()
             return utterance
         return None
+
+    def _silenced_preroll(self) -> list[np.ndarray]:
+        """The pre-roll, with the chunks before the first that may hold the user silenced: over a reply,
+        what came before the user's voice is the reply's echo, which is not theirs to be transcribed."""
+        chunks = list(self._preroll)
+        voiced = list(self._preroll_voice)
+        first = voiced.index(True) if True in voiced else len(chunks)
+        return [np.zeros_like(c) for c in chunks[:first]] + chunks[first:]
 
     def _resumed(self) -> None:
         if self._announced:

@@ -1,0 +1,410 @@
+#!/usr/bin/env python3
+"""Talking over a reply on speakers: echo cancellation measured on our own path.
+
+Two parts, side by side in one run:
+
+1. The cancellers (no devices): a piper reply through a synthetic room (80 ms late, a 250 ms decaying
+   tail, a mildly distorting speaker) into each canceller that is installed: WebRTC AEC3
+   (`pywebrtc-audio`, the one we use), speex (`pyaec`) and livekit's AEC3. The echo removed (ERLE)
+   after the first second and within it, and the CPU per second of audio.
+2. The loop on PulseAudio virtual devices with a real echo path: a `module-loopback` from the speaker's
+   monitor into the microphone, 60 ms late and about 9 dB down, so `chat.py --vad` hears itself as
+   through laptop speakers. It measures:
+   - false barge-ins: long replies nobody talks over, and how many of them interrupted themselves,
+     per 10 minutes of reply audio (target 0); the same with --no-aec, which proves the echo is real;
+   - the program's own echo reduction while replies played, and its CPU cost (its --verbose line);
+   - barge-in reaction: a question played into the microphone two seconds into a reply, and the time
+     from its first sound to the reply's last (target p50 <= 300 ms), with the question's transcript.
+
+    python bench/echo.py [--replies 3] [--barge-ins 3] [--json] [-- CHAT.PY ARGS]
+
+Needs pulseaudio, pulseaudio-utils, libasound2-plugins, espeak-ng, and `pip install -e '.[bench]'`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "bench"))
+sys.path.insert(0, str(ROOT))
+
+from devices import Recording, StderrReader, first_sound, pulse_server  # noqa: E402
+
+from latency import percentile  # noqa: E402
+
+ECHO_LATENCY_MS = 60
+ECHO_VOLUME = "70%"  # PulseAudio's cubic scale: about -9 dB
+STORY = "You are a storyteller. Tell very long stories of many sentences, never lists."
+STORY_REQUEST = "Tell me a long story about a dragon and a knight."
+QUESTION = "What is the capital of France?"
+TIMEOUT = 300.0
+QUIET = 0.01  # below this on the speaker's recording is silence
+
+
+def _pactl(env: dict[str, str], *args: str) -> str:
+    return subprocess.run(["pactl", *args], env=env, check=True, capture_output=True, text=True).stdout
+
+
+@contextmanager
+def echo_devices(folder: Path) -> Iterator[dict[str, str]]:
+    """pulse_server's "mic" and "spk", with the speaker's sound fed back into the microphone (60 ms late,
+    about 9 dB down), and a sink "user" that plays into the microphone and onto its own monitor at
+    once, so that what the user says can be found on a recording with no echo in it."""
+    with pulse_server(folder) as env:
+        _pactl(env, "load-module", "module-null-sink", "sink_name=userrec")
+        _pactl(env, "load-module", "module-combine-sink", "sink_name=user", "slaves=mic,userrec")
+        module = _pactl(
+            env,
+            "load-module",
+            "module-loopback",
+            "source=spk.monitor",
+            "sink=mic",
+            f"latency_msec={ECHO_LATENCY_MS}",
+            "source_dont_move=true",
+            "sink_dont_move=true",
+        ).strip()
+        for _ in range(50):  # the loopback's sink input, to turn it down
+            listing = _pactl(env, "list", "sink-inputs")
+            found = re.findall(r"Sink Input #(\d+)\n(?:[^\n]*\n)*?\s*Owner Module: (\d+)", listing)
+            ids = [sink for sink, owner in found if owner == module]
+            if ids:
+                _pactl(env, "set-sink-input-volume", ids[0], ECHO_VOLUME)
+                break
+            time.sleep(0.1)
+        else:
+            raise RuntimeError("the echo loopback did not start")
+        yield env
+
+
+class Chat:
+    """chat.py --vad on the echo devices, with its transcript and its stderr."""
+
+    def __init__(self, env: dict[str, str], work: Path, *args: str) -> None:
+        self.transcript = work / f"turns-{time.monotonic_ns()}.jsonl"
+        self.env = {**env, "PULSE_SOURCE": "mic.monitor", "PULSE_SINK": "spk"}
+        argv = [
+            sys.executable,
+            str(ROOT / "chat.py"),
+            "--vad",
+            "--verbose",
+            "--input-device",
+            "pulse",
+            "--output-device",
+            "pulse",
+            "--transcript",
+            str(self.transcript),
+            "--temperature",
+            "0",
+            "--seed",
+            "1",
+            "--system-prompt",
+            STORY,
+            *args,
+        ]
+        self.proc = subprocess.Popen(
+            argv,
+            env=self.env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.said = StderrReader(self.proc)
+        if not self.said.ready.wait(TIMEOUT) or self.proc.poll() is not None:
+            raise RuntimeError(f"chat.py did not start: {self.said.text.strip()[-400:]}")
+        time.sleep(1.0)  # the microphone stream is open and has settled
+
+    def play(self, wav: Path, device: str = "mic") -> None:
+        subprocess.run(["paplay", f"--device={device}", str(wav)], env=self.env, check=True)
+
+    def turns(self) -> list[dict]:
+        if not self.transcript.exists():
+            return []
+        return [json.loads(line) for line in self.transcript.read_text().splitlines()]
+
+    def wait_turns(self, count: int, timeout: float = TIMEOUT) -> list[dict]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            turns = self.turns()
+            if len(turns) >= count:
+                return turns
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"chat.py ended ({self.proc.returncode}): {self.said.text.strip()[-400:]}")
+            time.sleep(0.05)
+        raise RuntimeError(f"turn {count} never came in {timeout:.0f} s: {self.said.text.strip()[-400:]}")
+
+    def close(self) -> str:
+        """Ctrl-D; what it wrote on stderr."""
+        if self.proc.stdin:
+            self.proc.stdin.close()
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        time.sleep(0.2)
+        return self.said.text
+
+
+def speak(text: str, path: Path) -> Path:
+    subprocess.run(["espeak-ng", "-w", str(path), text], check=True)
+    return path
+
+
+def played_seconds(speaker: np.ndarray) -> float:
+    """Seconds of the speaker's recording with sound in them (20 ms windows)."""
+    windows = speaker[: len(speaker) // 320 * 320].reshape(-1, 320)
+    return float((np.abs(windows).max(axis=1) > QUIET).sum() * 0.02)
+
+
+def settle(chat: Chat, quiet: float = 3.0, limit: float = 120.0) -> list[dict]:
+    """Waits until no turn has been added for quiet seconds (a self-interruption adds turns, and may
+    go on adding them: at most limit seconds)."""
+    count, since, began = len(chat.turns()), time.monotonic(), time.monotonic()
+    while time.monotonic() - since < quiet and time.monotonic() - began < limit:
+        time.sleep(0.2)
+        if len(chat.turns()) != count:
+            count, since = len(chat.turns()), time.monotonic()
+    return chat.turns()
+
+
+def long_replies(
+    env: dict[str, str], work: Path, count: int, chat_args: list[str], limit: float = 120.0
+) -> dict:
+    """count long replies that nobody talks over: how many interrupted themselves (each reply's
+    aftermath is followed for at most limit seconds)."""
+    request = speak(STORY_REQUEST, work / "story.wav")
+    speaker = Recording(env, "spk.monitor")
+    chat = Chat(env, work, "--max-tokens", "220", *chat_args)
+    try:
+        for _ in range(count):
+            done = len(chat.turns())
+            chat.play(request)
+            chat.wait_turns(done + 1)
+            settle(chat, limit=limit)
+        turns = chat.turns()
+    finally:
+        stderr = chat.close()
+        speaker.stop()
+    interrupted = sum(1 for t in turns if t.get("interrupted"))
+    seconds = played_seconds(speaker.samples())
+    summary = next((line for line in stderr.splitlines() if "echo cancellation:" in line), None)
+    return {
+        "replies": count,
+        "turns": len(turns),
+        "interrupted": interrupted,
+        "reply_seconds": round(seconds, 1),
+        "per_10_min": round(interrupted / seconds * 600, 2) if seconds else None,
+        "program": summary.split("echo cancellation: ", 1)[1] if summary else None,
+    }
+
+
+def reply_stop(speaker: Recording, began: float) -> float | None:
+    """When the reply playing at time began stopped: the start of the first 0.4 s of silence after it
+    (a pause between two of its sentences is shorter; the answer to the question comes later)."""
+    samples = speaker.samples()
+    after = speaker.at(began)
+    tail = samples[after:]
+    windows = np.abs(tail[: len(tail) // 160 * 160]).reshape(-1, 160).max(axis=1)
+    silent = windows <= QUIET
+    for i in range(len(silent) - 40):
+        if silent[i : i + 40].all():
+            return speaker.time_of(after + i * 160)
+    return None
+
+
+def barge_ins(env: dict[str, str], work: Path, count: int, chat_args: list[str]) -> dict:
+    """count questions asked two seconds into a reply: the time from the question's first sound to the
+    reply's last, and what the question was heard as."""
+    request = speak(STORY_REQUEST, work / "story.wav")
+    question = speak(QUESTION, work / "question.wav")
+    speaker, user = Recording(env, "spk.monitor"), Recording(env, "userrec.monitor")
+    chat = Chat(env, work, "--max-tokens", "220", *chat_args)
+    reactions: list[float] = []
+    heard: list[str] = []
+    missed = 0
+    try:
+        for _ in range(count):
+            done = len(chat.turns())
+            asked_story = time.perf_counter()
+            chat.play(request)
+            deadline = time.monotonic() + TIMEOUT
+            while first_sound(speaker.samples(), speaker.at(asked_story + 1.0)) is None:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the story was never spoken")
+                time.sleep(0.05)
+            time.sleep(2.0)
+            asked = time.perf_counter()
+            chat.play(question, device="user")
+            turns = chat.wait_turns(done + 2)
+            time.sleep(0.5)
+            start = first_sound(user.samples(), user.at(asked))
+            stopped = reply_stop(speaker, user.time_of(start)) if start is not None else None
+            if turns[done].get("interrupted") and stopped is not None and start is not None:
+                reactions.append(stopped - user.time_of(start))
+            else:
+                missed += 1
+            heard.append(turns[done + 1]["user"])
+            settle(chat)
+    finally:
+        chat.close()
+        speaker.stop()
+        user.stop()
+    return {
+        "asked": count,
+        "missed": missed,
+        "reaction_p50": percentile(reactions, 0.5),
+        "reactions": [round(r, 3) for r in reactions],
+        "heard": heard,
+    }
+
+
+def cancellers(seconds: float = 10.0) -> list[dict]:
+    """ERLE and CPU of each installed canceller on a piper reply through a synthetic room."""
+    from talkgpt4all.audio import SAMPLE_RATE, resample
+    from talkgpt4all.tts import make_synthesizer
+
+    voice = make_synthesizer("piper")
+    assert voice is not None
+    said = voice.synthesize(
+        "Paris is the capital of France. It sits on the river Seine, and it is known for its museums, its "
+        "cafes and the Eiffel Tower. Millions of people visit it every year to see its art and its parks.",
+        "en",
+    )
+    far = (resample(said.samples, said.sample_rate, SAMPLE_RATE) * 0.5).astype(np.float32)
+    rng = np.random.default_rng(0)
+    t = np.arange(int(0.25 * SAMPLE_RATE)) / SAMPLE_RATE
+    room = rng.standard_normal(len(t)) * np.exp(-6.9 * t / 0.25)
+    room[0] = 3.0
+    room *= 0.5 / np.sqrt((room**2).sum())
+    delay = int(0.08 * SAMPLE_RATE)
+    echo = np.concatenate([np.zeros(delay), np.convolve(far, room)[: len(far) - delay]])
+    near = (np.tanh(2 * echo) / 2 + rng.standard_normal(len(far)) * 0.001).astype(np.float32)
+    frame = SAMPLE_RATE // 100
+    n = len(far) // frame * frame
+
+    def webrtc():
+        from pywebrtc_audio import EchoCanceller
+
+        aec = EchoCanceller(SAMPLE_RATE, 1, 0)
+        return lambda a, b: aec.process(a, b)
+
+    def speex():
+        from pyaec import Aec
+
+        aec = Aec(frame, 4096, SAMPLE_RATE, True)  # as talkGPT4All runs it: with the echo suppressor
+        return lambda a, b: (
+            np.asarray(
+                aec.cancel_echo((a * 32767).astype(np.int16), (b * 32767).astype(np.int16)), np.float32
+            )
+            / 32767
+        )
+
+    def livekit():
+        from livekit import rtc
+
+        apm = rtc.AudioProcessingModule(echo_cancellation=True, noise_suppression=True)
+
+        def run(a, b):
+            ff = rtc.AudioFrame.create(SAMPLE_RATE, 1, frame)
+            nf = rtc.AudioFrame.create(SAMPLE_RATE, 1, frame)
+            np.frombuffer(ff.data, np.int16)[:] = (b * 32767).astype(np.int16)
+            np.frombuffer(nf.data, np.int16)[:] = (a * 32767).astype(np.int16)
+            apm.process_reverse_stream(ff)
+            apm.process_stream(nf)
+            return np.frombuffer(nf.data, np.int16).astype(np.float32) / 32767
+
+        return run
+
+    rows = []
+    makers = (
+        ("webrtc AEC3 (pywebrtc-audio)", webrtc),
+        ("speex (pyaec), 4096 taps, suppressor on", speex),
+        ("livekit AEC3+NS", livekit),
+    )
+    for name, make in makers:
+        try:
+            step = make()
+        except ImportError:
+            rows.append({"canceller": name, "installed": False})
+            continue
+        out = np.zeros(n, np.float32)
+        began = time.process_time()
+        for i in range(0, n, frame):
+            out[i : i + frame] = step(near[i : i + frame], far[i : i + frame])
+        cpu = time.process_time() - began
+
+        def erle(part: slice, out: np.ndarray = out) -> float:
+            return float(10 * np.log10((near[part] ** 2).sum() / max((out[part] ** 2).sum(), 1e-12)))
+
+        rows.append(
+            {
+                "canceller": name,
+                "installed": True,
+                "erle_after_1s_db": round(erle(slice(SAMPLE_RATE, n)), 1),
+                "erle_first_1s_db": round(erle(slice(0, SAMPLE_RATE)), 1),
+                "cpu_ms_per_s": round(1000 * cpu / (n / SAMPLE_RATE), 1),
+            }
+        )
+    return rows
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--replies", type=int, default=3, help="long replies nobody talks over (default: 3)")
+    parser.add_argument("--barge-ins", type=int, default=3, help="questions asked over a reply (default: 3)")
+    parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+    args, rest = parser.parse_known_args()
+    chat_args = rest[1:] if rest[:1] == ["--"] else rest
+    print("cancellers on a synthetic room…", file=sys.stderr, flush=True)
+    figures: dict = {"cancellers": cancellers()}
+    with tempfile.TemporaryDirectory(prefix="talkgpt4all-echo-") as tmp:
+        work = Path(tmp)
+        # Without the canceller, one reply is enough: it interrupts itself, again and again.
+        for key, extra, count in (("aec", [], args.replies), ("no_aec", ["--no-aec", "--barge-in"], 1)):
+            print(f"long replies, {key}…", file=sys.stderr, flush=True)
+            with echo_devices(work / f"pulse-{key}") as env:
+                figures[f"long_replies_{key}"] = long_replies(
+                    env, work, count, [*extra, *chat_args], limit=30.0 if extra else 120.0
+                )
+        print("barge-ins…", file=sys.stderr, flush=True)
+        with echo_devices(work / "pulse-barge") as env:
+            figures["barge_in"] = barge_ins(env, work, args.barge_ins, chat_args)
+    if args.json:
+        print(json.dumps(figures, indent=2, ensure_ascii=False))
+        return 0
+    for row in figures["cancellers"]:
+        if not row["installed"]:
+            print(f"{row['canceller']}: not installed")
+            continue
+        print(
+            f"{row['canceller']}: {row['erle_after_1s_db']} dB after the first second, "
+            f"{row['erle_first_1s_db']} dB within it, {row['cpu_ms_per_s']} ms CPU per second"
+        )
+    for key in ("aec", "no_aec"):
+        r = figures[f"long_replies_{key}"]
+        print(
+            f"{key}: {r['replies']} long replies, {r['interrupted']} self-interruptions (false barge-ins) "
+            f"over "
+            f"{r['reply_seconds']} s of reply audio, {r['per_10_min']} per 10 minutes"
+            + (f"; the program: {r['program']}" if r["program"] else "")
+        )
+    b = figures["barge_in"]
+    p50 = "-" if b["reaction_p50"] is None else f"{b['reaction_p50'] * 1000:.0f} ms"
+    print(f"barge-in: reaction p50 {p50} over {len(b['reactions'])} of {b['asked']}; heard: {b['heard']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

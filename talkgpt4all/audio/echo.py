@@ -1,0 +1,246 @@
+"""Acoustic echo cancellation: the microphone hears the speakers, and this takes their sound back out,
+so that a user can talk over a reply on laptop speakers (barge-in) without the reply hearing itself.
+
+The reference is what the speaker stream handed to the device, at 16 kHz, stamped with when it plays
+(FarEnd). Each microphone block is stamped with when it was recorded, and the cancellers are given the
+reference for the same moments; the room's own delay, and what the stamps miss, is left to the
+cancellers' filters.
+
+Which canceller, measured on our own path (bench/echo.py; a piper reply through a synthetic room and
+through PulseAudio with a real echo loop): WebRTC's AEC3 (`pywebrtc-audio`) removes the most echo (28 dB
+against speex's 15) and learns at once, but while the user talks over a reply it swallows their first
+half second, so a barge-in was heard a second late and its first words were lost ("capital on France").
+speex's canceller (`pyaec`), with its residual-echo suppressor, keeps the user's voice whole and lets a
+barge-in through within 0.2 s, but lets the echo through until it has learnt the room (about a second),
+which the VAD takes for speech. So both run: speex's output is what is listened to, and AEC3's, held
+against what the microphone heard, says whether there is more than echo (EchoCanceller, near_db).
+livekit's AEC3 measured like pywebrtc-audio's, at twice the CPU and a far larger install.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from typing import Any
+
+import numpy as np
+
+from talkgpt4all.audio import SAMPLE_RATE
+from talkgpt4all.errors import MissingDependencyError
+
+log = logging.getLogger("talkgpt4all")
+
+FRAME = SAMPLE_RATE // 100  # AEC3 works in 10 ms frames
+KEEP_SECONDS = 6.0  # of reference kept: far more than any device's delay
+ECHO_TAIL = 0.4  # seconds after the speakers fall silent that the room may still echo them
+
+
+class FarEnd:
+    """What the speakers played, at 16 kHz, by when it reached them (time.perf_counter() seconds).
+    Written by the speaker's audio thread, read by the microphone's; silence is simply not written."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._blocks: deque[tuple[float, np.ndarray]] = deque()
+        self._sound: deque[list[float]] = deque()  # [start, end] of each stretch of audible sound
+
+    def played(self, start: float, samples: np.ndarray) -> None:
+        """samples (16 kHz) reach the speakers from time start."""
+        if not len(samples):
+            return
+        with self._lock:
+            self._blocks.append((start, samples))
+            if np.abs(samples).max() > 1e-3:
+                end = start + len(samples) / SAMPLE_RATE
+                if self._sound and start <= self._sound[-1][1] + ECHO_TAIL:
+                    self._sound[-1][1] = max(self._sound[-1][1], end)
+                else:
+                    self._sound.append([start, end])
+            while self._blocks and self._blocks[0][0] < start - KEEP_SECONDS:
+                self._blocks.popleft()
+            while self._sound and self._sound[0][1] < start - KEEP_SECONDS:
+                self._sound.popleft()
+
+    def between(self, start: float, n: int) -> np.ndarray:
+        """The n samples that played from time start (zeros where nothing did)."""
+        out = np.zeros(n, np.float32)
+        end = start + n / SAMPLE_RATE
+        with self._lock:
+            blocks = [b for b in self._blocks if b[0] < end and b[0] + len(b[1]) / SAMPLE_RATE > start]
+        for at, samples in blocks:
+            offset = round((at - start) * SAMPLE_RATE)
+            lo, hi = max(0, offset), min(n, offset + len(samples))
+            if hi > lo:
+                out[lo:hi] = samples[lo - offset : hi - offset]
+        return out
+
+    def sounding(self, at: float) -> bool:
+        """Whether the speakers, or the room's echo of them, may be heard at time at."""
+        with self._lock:
+            return any(begin <= at <= end + ECHO_TAIL for begin, end in self._sound)
+
+
+def _packages() -> tuple[Any, Any]:
+    """pyaec (speex) and pywebrtc_audio (AEC3), or an error saying how to get them."""
+    try:
+        import pyaec
+        from pywebrtc_audio import EchoCanceller as Aec3
+    except (
+        ImportError,
+        AttributeError,
+        OSError,
+    ) as exc:  # pyaec fails with AttributeError without its library
+        raise MissingDependencyError(
+            f"echo cancellation needs the pyaec and pywebrtc-audio packages ({exc}): pip install pyaec "
+            "pywebrtc-audio (or pass --no-aec, and use headphones to talk over a reply)"
+        ) from exc
+    if getattr(pyaec, "lib", None) is None:
+        raise MissingDependencyError("pyaec has no echo canceller library for this machine: pass --no-aec")
+    return pyaec, Aec3
+
+
+class EchoCanceller:
+    """Takes the speakers' sound out of microphone blocks, given when each block was recorded.
+
+    Two cancellers run side by side on each 10 ms frame, because each fails where the other does not
+    (measured on our path; see bench/echo.py and the module's docstring):
+    - speex's (pyaec, FILTER taps, with its residual-echo suppressor) gives the audio that is listened
+      to: it keeps the user's voice whole when they talk over a reply, but for the first second or so
+      of the first reply, until it has learnt the echo path, it lets the echo through;
+    - WebRTC's AEC3 (pywebrtc-audio) learns the path at once and leaves next to nothing of the echo, but
+      it also swallows the user's first half second over a reply. Its output, against what the
+      microphone heard, says whether someone is speaking over the echo: `near_db` for each frame.
+    """
+
+    FILTER = 4096  # taps: 256 ms of echo path after the stamps' alignment
+
+    def __init__(self, far: FarEnd) -> None:
+        pyaec, aec3 = _packages()
+        self.far = far
+        self._lib = pyaec.lib
+        self._speex = pyaec.Aec(FRAME, self.FILTER, SAMPLE_RATE, True)
+        self._aec3 = aec3(SAMPLE_RATE, 1, 0)
+        self._carry = np.zeros(0, np.float32)
+        self._carry_start = 0.0
+        self.seconds = 0.0  # of audio processed
+        self.cpu = 0.0  # seconds of CPU that took (thread time)
+        # While the speakers sounded: seconds, and the energy heard before and after cancelling.
+        self.echo_seconds = self.echo_in = self.echo_out = self.echo_residual = 0.0
+        self.far_seconds = 0.0  # of the speakers' sound the cancellers have heard
+
+    @property
+    def over_echo_db(self) -> float:
+        """The near_db above which there is more than echo (none while the cancellers learn the room)."""
+        return OVER_ECHO_DB if self.far_seconds >= LEARN_SECONDS else float("inf")
+
+    def _speex_frame(self, near: np.ndarray, far: np.ndarray) -> np.ndarray:
+        import ctypes
+
+        near16 = np.ascontiguousarray(np.clip(near, -1, 1) * 32767, dtype=np.int16)
+        far16 = np.ascontiguousarray(np.clip(far, -1, 1) * 32767, dtype=np.int16)
+        out16 = np.empty(FRAME, np.int16)
+        pointer = ctypes.POINTER(ctypes.c_int16)
+        self._lib.AecCancelEcho(
+            self._speex._aec,
+            near16.ctypes.data_as(pointer),
+            far16.ctypes.data_as(pointer),
+            out16.ctypes.data_as(pointer),
+            FRAME,
+        )
+        return out16.astype(np.float32) / 32767
+
+    @property
+    def carry(self) -> np.ndarray:
+        """The samples held back for the next block (less than a frame)."""
+        return self._carry
+
+    @property
+    def carried(self) -> int:
+        return len(self._carry)
+
+    def process(self, block: np.ndarray, start: float) -> tuple[np.ndarray, np.ndarray]:
+        """The block recorded from time start, with the echo removed: speex's output, and AEC3's.
+        Whole 10 ms frames are processed; a remainder waits for the next block, so the output may be up
+        to 10 ms behind the input."""
+        began = time.thread_time()
+        if len(self._carry):
+            start = self._carry_start
+            block = np.concatenate([self._carry, block])
+        whole = len(block) // FRAME * FRAME
+        near, self._carry = block[:whole], block[whole:]
+        self._carry_start = start + whole / SAMPLE_RATE
+        clean = np.empty(whole, np.float32)
+        residual = np.empty(whole, np.float32)
+        far = self.far.between(start, whole)
+        for i in range(0, whole, FRAME):
+            frame, reference = near[i : i + FRAME], far[i : i + FRAME]
+            clean[i : i + FRAME] = self._speex_frame(frame, reference)
+            residual[i : i + FRAME] = self._aec3.process(frame, reference)
+        if whole and np.abs(far).max() > 1e-3:
+            self.far_seconds += whole / SAMPLE_RATE
+        if whole and self.far.sounding(start):
+            self.echo_seconds += whole / SAMPLE_RATE
+            self.echo_in += float(np.dot(near, near))
+            self.echo_out += float(np.dot(clean, clean))
+            self.echo_residual += float(np.dot(residual, residual))
+        self.seconds += whole / SAMPLE_RATE
+        self.cpu += time.thread_time() - began
+        return clean, residual
+
+    def summary(self) -> str:
+        """What the canceller did, in one line (logged with --verbose when the microphone closes)."""
+        cost = f"{1000 * self.cpu / self.seconds:.1f} ms of CPU a second" if self.seconds else "no audio"
+        if not self.echo_seconds or not self.echo_out:
+            return f"echo cancellation: {self.seconds:.0f} s of audio, no reply heard; {cost}"
+        reduction = 10 * np.log10(max(self.echo_in, 1e-12) / self.echo_out)
+        aec3 = 10 * np.log10(max(self.echo_in, 1e-12) / max(self.echo_residual, 1e-12))
+        return (
+            f"echo cancellation: {reduction:.1f} dB less sound while replies played, {aec3:.1f} dB by "
+            f"AEC3's measure ({self.echo_seconds:.0f} s of {self.seconds:.0f} s); {cost}"
+        )
+
+
+NEAR_FLOOR = 0.003  # RMS below which the microphone heard nothing to speak of
+# AEC3's output within this of what the microphone heard: someone speaks over the echo.
+OVER_ECHO_DB = -12.0
+# Until the cancellers have heard this much of the speakers, they are still learning the room: speex
+# lets the echo through and AEC3 may leave as little as 1 dB of it, so nothing counts as more than
+# echo. A barge-in is heard from then on: the first reply's first 1.5 s of sound cannot be interrupted.
+LEARN_SECONDS = 1.5
+# over_echo holds for this many 32 ms pieces after AEC3 last found more than echo: over a reply, it
+# swallows parts of the user's voice, a few pieces at a time.
+OVER_ECHO_PIECES = 5
+
+
+def near_db(heard: np.ndarray, residual: np.ndarray) -> float:
+    """How much of what the microphone heard is left after AEC3, in dB (very low: it was all echo)."""
+    level = float(np.sqrt(np.mean(heard**2))) if len(heard) else 0.0
+    if level < NEAR_FLOOR:
+        return -99.0
+    left = float(np.sqrt(np.mean(residual**2)))
+    return 20 * float(np.log10(max(left, 1e-9) / level))
+
+
+class Timeline:
+    """Continuous stamps for an audio stream's blocks: the time of each block's first sample is the
+    stream's start plus the frames before it, re-anchored when the device's own stamp drifts away by
+    more than DRIFT (a stall, an underrun, a clock that runs at another speed)."""
+
+    DRIFT = 0.02
+
+    def __init__(self, rate: int) -> None:
+        self.rate = rate
+        self._anchor: float | None = None
+        self._frames = 0
+
+    def stamp(self, measured: float, frames: int) -> float:
+        """measured: this block's first sample by the device's report; returns the continuous stamp."""
+        if self._anchor is not None:
+            predicted = self._anchor + self._frames / self.rate
+            if abs(predicted - measured) <= self.DRIFT:
+                self._frames += frames
+                return predicted
+        self._anchor, self._frames = measured, frames
+        return measured

@@ -1,0 +1,222 @@
+"""Echo cancellation: the reply's own sound taken out of what the microphone hears, so that the user can
+talk over it on speakers. Here, the parts: the speakers' timeline, the canceller on a piper reply through
+a synthetic room, and the stricter start while the speakers play. tests/test_devices.py has the whole
+loop on PulseAudio devices with a real echo path."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from conftest import Ears, wer
+from talkgpt4all.audio import SAMPLE_RATE, load_audio, resample
+from talkgpt4all.audio.echo import (
+    ECHO_TAIL,
+    OVER_ECHO_PIECES,
+    EchoCanceller,
+    FarEnd,
+    Timeline,
+    near_db,
+)
+from talkgpt4all.audio.vad import CHUNK, Segmenter, VadOptions
+
+
+def test_the_far_end_gives_back_what_played_at_each_moment():
+    far = FarEnd()
+    tone = np.linspace(0.1, 0.5, 1600, dtype=np.float32)
+    far.played(10.0, tone)  # 100 ms from t = 10 s
+    np.testing.assert_array_equal(far.between(10.0, 1600), tone)
+    # 50 ms earlier: silence, then the first half of it.
+    window = far.between(9.95, 1600)
+    assert not window[:800].any()
+    np.testing.assert_array_equal(window[800:], tone[:800])
+    assert far.sounding(10.05) and far.sounding(10.1 + ECHO_TAIL - 0.01)
+    assert not far.sounding(10.1 + ECHO_TAIL + 0.01) and not far.sounding(9.0 - ECHO_TAIL)
+    far.played(20.0, np.zeros(1600, np.float32))  # silence written is not sound
+    assert not far.sounding(20.05)
+
+
+def test_a_timeline_counts_frames_and_reanchors_when_the_device_drifts():
+    line = Timeline(16000)
+    assert line.stamp(5.0, 160) == 5.0
+    assert line.stamp(5.013, 160) == pytest.approx(5.01)  # jitter: the count wins
+    assert line.stamp(5.5, 160) == 5.5  # a stall: the device's report wins
+
+
+@pytest.fixture(scope="module")
+def reply_and_room() -> tuple[np.ndarray, np.ndarray]:
+    """A spoken reply (the starter piper voice, or espeak-ng without it) at 16 kHz, and its echo as a
+    laptop microphone would hear it: 80 ms late, through a 250 ms decaying room tail, a little
+    distorted by the speaker."""
+    from talkgpt4all.tts import make_synthesizer
+
+    try:
+        voice = make_synthesizer("piper")
+    except Exception:
+        voice = make_synthesizer("espeak")
+    assert voice is not None
+    said = voice.synthesize(
+        "Paris is the capital of France. It sits on the river Seine, and it is known for its museums, "
+        "its cafes and the Eiffel Tower.",
+        "en",
+    )
+    far = resample(said.samples, said.sample_rate, SAMPLE_RATE) * 0.5
+    rng = np.random.default_rng(0)
+    t = np.arange(int(0.25 * SAMPLE_RATE)) / SAMPLE_RATE
+    room = rng.standard_normal(len(t)) * np.exp(-6.9 * t / 0.25)
+    room[0] = 3.0
+    room *= 0.5 / np.sqrt((room**2).sum())
+    delay = int(0.08 * SAMPLE_RATE)
+    echo = np.concatenate([np.zeros(delay), np.convolve(far, room)[: len(far) - delay]])
+    return far.astype(np.float32), (np.tanh(2 * echo) / 2).astype(np.float32)
+
+
+def cancel(far: np.ndarray, near: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[tuple[float, float]]]:
+    """near as the microphone stream hands it out (512-sample blocks, stamped), through the canceller,
+    with far as what the speakers played from t = 100 s, reported 100 ms ahead as a speaker does. What
+    is listened to, what AEC3 left, and for each 512-sample piece its near_db and the level above which
+    that is more than echo (as the canceller had it then)."""
+    ends = FarEnd()
+    canceller = EchoCanceller(ends)
+    reported, clean, residual, levels = 0, [], [], []
+    for i in range(0, len(near), CHUNK):
+        while reported < min(len(far), i + CHUNK + SAMPLE_RATE // 10):  # the speaker's 441-sample blocks
+            ends.played(100.0 + reported / SAMPLE_RATE, far[reported : reported + 441])
+            reported += 441
+        out, left = canceller.process(near[i : i + CHUNK], 100.0 + i / SAMPLE_RATE)
+        clean.append(out)
+        residual.append(left)
+        levels.append(canceller.over_echo_db)
+    listened, left = np.concatenate(clean), np.concatenate(residual)
+    pieces = [
+        (near_db(near[i : i + CHUNK], left[i : i + CHUNK]), levels[i // CHUNK])
+        for i in range(0, len(left) - CHUNK, CHUNK)
+    ]
+    return listened, left, pieces
+
+
+def erle(near: np.ndarray, out: np.ndarray, after: float) -> float:
+    part = slice(int(after * SAMPLE_RATE), len(out))
+    return float(10 * np.log10((near[part] ** 2).sum() / (out[part] ** 2).sum()))
+
+
+def barge_ins(
+    listened: np.ndarray, pieces: list[tuple[float, float]]
+) -> tuple[list[float], list[np.ndarray]]:
+    """When (seconds into the audio) the real segmenter, told that the speakers play all along, starts
+    a turn (a barge-in), and the utterances it cuts. over_echo as the microphone stream gives it: the
+    loudest near_db of the last OVER_ECHO_PIECES against the canceller's level."""
+    started: list[float] = []
+    utterances: list[np.ndarray] = []
+    segmenter = Segmenter(VadOptions(), on_start=lambda: started.append(segmenter.samples_seen / SAMPLE_RATE))
+    segmenter.echo = True
+    for i, (_, level) in enumerate(pieces):
+        recent = [db for db, _ in pieces[max(0, i - OVER_ECHO_PIECES + 1) : i + 1]]
+        segmenter.over_echo = max(recent) >= level
+        utterance = segmenter.feed(listened[i * CHUNK : (i + 1) * CHUNK])
+        if utterance is not None:
+            utterances.append(utterance)
+    return started, utterances
+
+
+def test_the_cancellers_take_a_reply_s_echo_out_and_its_own_voice_never_interrupts_it(reply_and_room):
+    far, echo = reply_and_room
+    listened, left, pieces = cancel(far, echo)
+    assert erle(echo, left, 1.0) >= 20  # AEC3: at once
+    assert erle(echo, listened, 3.0) >= 12  # speex, once it has learnt the room
+    # From the first moment, while speex still lets the echo through: no barge-in.
+    assert barge_ins(listened, pieces) == ([], [])
+
+
+def test_the_user_talking_over_a_reply_interrupts_it_and_is_heard_through_the_canceller(
+    reply_and_room, ears: Ears, tmp_path: Path
+):
+    """Double talk: the user's question arrives two seconds into the reply, once the cancellers have
+    learnt the room. A barge-in starts soon after their first word and not before; the reply stops
+    (here, 0.3 s later, its echo with it), and what is listened to is the question, as Whisper hears it.
+    """
+    from clips import real_clips
+
+    far, echo = reply_and_room
+    [(_, clip, said, _)] = [c for c in real_clips("en") if c[0] == "f5-basic_ref_en.wav"]
+    user = load_audio(clip) * 0.5
+    start = 2 * SAMPLE_RATE
+    length = max(len(echo), start + len(user) + SAMPLE_RATE // 2)
+    far, echo = (np.concatenate([x, np.zeros(length - len(x), np.float32)]) for x in (far, echo))
+    voice = np.zeros(length, np.float32)
+    voice[start : start + len(user)] = user
+    listened, _, pieces = cancel(far, echo + voice)
+    first_word = (start + int(np.flatnonzero(np.abs(user) > 0.02)[0])) / SAMPLE_RATE
+    starts, _ = barge_ins(listened, pieces)
+    assert starts and first_word < starts[0] <= first_word + 0.5, (first_word, starts)
+    stop = int((starts[0] + 0.3) * SAMPLE_RATE)
+    far[stop:] = 0
+    echo[stop + int(0.08 * SAMPLE_RATE) :] = 0  # the room's echo of it dies out
+    listened, _, pieces = cancel(far, echo + voice)
+    _, utterances = barge_ins(listened, pieces)
+    turn = np.concatenate(utterances)  # the clip's pause may end the first one, as Smart Turn might not
+    sf.write(tmp_path / "turn.wav", turn, SAMPLE_RATE)
+    heard = ears.hear(turn)
+    assert wer(said, heard) <= 0.2, (said, heard)
+
+
+def test_while_the_speakers_play_a_turn_needs_surer_longer_speech():
+    """Residual echo can look like speech to the VAD: during playback, a start needs a probability of
+    echo_threshold for echo_min_speech_ms, on pieces where the canceller finds more than echo."""
+    options = VadOptions()
+    probabilities: list[float] = []
+    started: list[int] = []
+    segmenter = Segmenter(options, vad=lambda chunk: probabilities.pop(0), on_start=lambda: started.append(1))
+    silence = np.zeros(CHUNK, np.float32)
+
+    def feed(probability: float, chunks: int) -> None:
+        for _ in range(chunks):
+            probabilities.append(probability)
+            segmenter.feed(silence)
+
+    segmenter.echo = True
+    feed(options.echo_threshold - 0.05, 20)  # residual echo: a turn without echo, but not now
+    assert not started
+    segmenter.over_echo = False
+    feed(0.95, 20)  # sure speech, but the canceller finds only echo in it: the reply's own voice
+    assert not started
+    segmenter.over_echo = True
+    feed(0.9, options.chunks(options.echo_min_speech_ms) - 1)
+    assert not started
+    feed(0.9, 1)
+    assert started == [1]
+    segmenter.reset()
+    segmenter.echo, segmenter.over_echo = False, False  # no reply playing: over_echo does not matter
+    feed(0.6, options.chunks(options.min_speech_ms))
+    assert started == [1, 1]
+
+
+def test_a_barge_in_keeps_none_of_the_echo_that_came_before_the_user_s_voice():
+    """The pre-roll (audio from before the start, so the first syllable is not cut) is, over a reply,
+    mostly the reply's echo: the chunks before the first that may hold the user are silenced, so
+    Whisper does not write the echo's words into the user's turn."""
+    options = VadOptions()
+    probabilities: list[float] = []
+    segmenter = Segmenter(options, vad=lambda chunk: probabilities.pop(0))
+    segmenter.echo = True
+
+    def feed(value: float, probability: float, over_echo: bool, chunks: int) -> np.ndarray | None:
+        segmenter.over_echo = over_echo
+        found = None
+        for _ in range(chunks):
+            probabilities.append(probability)
+            found = segmenter.feed(np.full(CHUNK, value, np.float32)) if found is None else found
+        return found
+
+    feed(0.1, 0.9, False, 6)  # echo: sure speech to the VAD, but only echo to the canceller
+    feed(0.2, 0.3, True, 2)  # the user's first, soft syllable
+    feed(0.3, 0.9, True, options.chunks(options.echo_min_speech_ms))
+    segmenter.echo = False  # the reply has stopped
+    utterance = feed(0.0, 0.0, True, options.chunks(options.silence_ms) + 1)
+    assert utterance is not None
+    chunks = [round(float(c), 1) for c in utterance.reshape(-1, CHUNK)[:, 0]]
+    # The echo's six chunks are silence (the turn keeps its length), the user's soft start is kept.
+    assert chunks[:13] == [0.0] * 6 + [0.2] * 2 + [0.3] * 5, chunks
