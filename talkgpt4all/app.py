@@ -132,6 +132,9 @@ def run(
     )
     chat = llm.make_chat_model(config.llm, settings)
 
+    from talkgpt4all.status import StatusLine
+
+    line = StatusLine(err) if interactive else None
     conversation = Conversation(config.system_prompt)
     for turn in past:
         if turn.reply:  # the same rule as a live turn: kept if anything was said
@@ -141,7 +144,7 @@ def run(
     session = Session(
         chat,
         conversation,
-        TerminalDisplay(config.timings),
+        TerminalDisplay(config.timings, line),
         transcriber=transcriber,
         synthesizer=synthesizer,
         sinks=sinks,
@@ -176,9 +179,10 @@ def run(
                 turn=turn_model,
                 speculate=config.speculate,
                 far=echo.far if echo is not None else None,
+                status=line,
             )
         assert recorder is not None
-        return loops.push_to_talk(session, recorder, keys, err, speculate=config.speculate)
+        return loops.push_to_talk(session, recorder, keys, err, speculate=config.speculate, status=line)
     finally:
         session.close()
 

@@ -10,6 +10,7 @@ from talkgpt4all.errors import one_line
 
 if TYPE_CHECKING:
     from talkgpt4all.pipeline import TurnResult
+    from talkgpt4all.status import StatusLine
 
 log = logging.getLogger("talkgpt4all")
 
@@ -21,18 +22,22 @@ class TerminalDisplay:
     conversation: the display falls silent, and the turn goes on to the transcript and the speaker.
     """
 
-    def __init__(self, show_timings: bool = False) -> None:
+    def __init__(self, show_timings: bool = False, status: StatusLine | None = None) -> None:
         from rich.console import Console
 
         self.out = Console(highlight=False, markup=False, soft_wrap=True)
         self.err = Console(stderr=True, highlight=False, markup=False, soft_wrap=True)
         self.show_timings = show_timings
+        self.status = status  # interactive: cleared before anything prints, "speaking" after a reply
         self._started = False
+        self._ended_line = False  # the reply's line was ended when its text was complete
         self.gone = False
 
     def _safely(self, show: Callable[[], None]) -> None:
         if self.gone:
             return
+        if self.status is not None:
+            self.status.clear()
         try:
             show()
         except (OSError, ValueError) as exc:  # EIO, EPIPE, or a stream already closed
@@ -44,8 +49,22 @@ class TerminalDisplay:
             self.out.print("You: ", style="bold cyan", end="")
             self.out.print(result.user)
 
-        self._started = False
+        self._started = self._ended_line = False
         self._safely(show)
+
+    def reply_written(self, speaking: bool) -> None:
+        """The reply's text is complete; with speaking, its voice plays on: the status line says so."""
+        if not self._started or self.status is None:
+            return
+
+        def show() -> None:
+            self.out.print()
+            self.out.file.flush()
+
+        self._safely(show)
+        self._ended_line = True
+        if speaking and not self.gone:
+            self.status.show("speaking")
 
     def reply_token(self, text: str) -> None:
         def show() -> None:
@@ -60,10 +79,13 @@ class TerminalDisplay:
     def turn_ended(self, result: TurnResult) -> None:
         def show() -> None:
             if result.cut_off:
-                if not self._started:
+                if self._ended_line:  # cut off while its voice played: the text was all written
+                    self.out.print("[interrupted]", style="dim", end="")
+                elif not self._started:
                     self.out.print("AI:", style="bold green", end="")
-                self.out.print(" [interrupted]", style="dim", end="")
-            if self._started or result.cut_off:
+                if not self._ended_line:
+                    self.out.print(" [interrupted]", style="dim", end="")
+            if (self._started and not self._ended_line) or result.cut_off:
                 self.out.print()
             self.out.file.flush()
             if result.error:
@@ -72,7 +94,7 @@ class TerminalDisplay:
                 self.err.print(format_timings(result), style="dim")
 
         self._safely(show)
-        self._started = False
+        self._started = self._ended_line = False
 
     def notice(self, text: str) -> None:
         self._safely(lambda: self.out.print(text, style="yellow"))

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Protocol
 
 from talkgpt4all.errors import DeviceError, ExitCode, one_line
+from talkgpt4all.status import METER_FLOOR_DB, StatusLine, level_db
 
 if TYPE_CHECKING:
     import numpy as np
@@ -215,6 +216,7 @@ class Listener:
 
         self.mic, self.inbox, self.barge_in, self.clock = mic, inbox, barge_in, clock
         self.far = far
+        self.level = METER_FLOOR_DB  # of the last piece heard, in dBFS: the status line's meter
         self.replying = threading.Event()
         self._stopping = threading.Event()
         self._segmenter = Segmenter(
@@ -246,6 +248,7 @@ class Listener:
                         )
                     continue
                 last_sound = time.monotonic()
+                self.level = level_db(chunk)
                 recorded.append(self.mic.captured_at)
                 if self.replying.is_set() and not self.barge_in:
                     segmenter.reset()
@@ -348,7 +351,13 @@ class RecordingWatcher:
 
 
 def push_to_talk(
-    session: Session, recorder: Recorder, keys: IO[bytes], err: IO[str], *, speculate: bool = True
+    session: Session,
+    recorder: Recorder,
+    keys: IO[bytes],
+    err: IO[str],
+    *,
+    speculate: bool = True,
+    status: StatusLine | None = None,
 ) -> int:
     """Enter starts and stops recording; a typed line is sent as text. With speculate, the turn's work
     starts when the user pauses before pressing Enter (see RecordingWatcher).
@@ -374,46 +383,40 @@ def push_to_talk(
         if not isinstance(event, Line) or event.text.strip():
             _reply_to(session, keyboard, event)
             continue
-        audio, speech_end, after = _record(recorder, inbox, err, session if speculate else None)
+        audio, speech_end, after = _record(recorder, inbox, err, session if speculate else None, status)
         if isinstance(after, EndOfInput):
             return ExitCode.OK
         if isinstance(after, Failure):
             raise _failure(after)
         if isinstance(after, Line) and after.text.strip():
             pending = after  # typed while recording: the next turn, after the spoken one
+        if status is not None:
+            status.show("thinking")
         _reply_to(session, keyboard, Utterance(audio, speech_end))
 
 
 def _record(
-    rec: Recorder, inbox: Inbox, err: IO[str], session: Session | None = None
+    rec: Recorder,
+    inbox: Inbox,
+    err: IO[str],
+    session: Session | None = None,
+    status: StatusLine | None = None,
 ) -> tuple[np.ndarray, float, Event]:
-    """Record until the next line (or the end of input), with a live indicator. Returns the audio, when
-    speech ended, and the event that ended the recording. With a session, its work starts in the
+    """Record until the next line (or the end of input), with a live level meter. Returns the audio,
+    when speech ended, and the event that ended the recording. With a session, its work starts in the
     user's pauses."""
-    done = threading.Event()
-
-    def indicator() -> None:
-        while not done.wait(0.1):
-            try:
-                err.write(f"\r\x1b[31m●\x1b[0m Recording {rec.elapsed:4.1f} s (Enter to stop) ")
-                err.flush()
-            except (OSError, ValueError):
-                return
-
+    status = status or StatusLine(err)
     rec.start()
     watcher = RecordingWatcher(rec, session.speculate, session.cancel_speculation) if session else None
-    thread = threading.Thread(target=indicator, name="indicator", daemon=True)
-    thread.start()
+    status.show("recording", level=lambda: getattr(rec, "level", METER_FLOOR_DB))
     try:
         event = inbox.get()
     finally:
         speech_end = time.perf_counter()
-        done.set()
-        thread.join(JOIN_TIMEOUT)
         audio = rec.stop()
         if watcher is not None:
             watcher.finish(audio)
-    err.write("\r\x1b[2K")
+        status.clear()
     return audio, speech_end, event
 
 
@@ -428,6 +431,7 @@ def hands_free(
     turn: Callable[[np.ndarray], float] | None = None,
     speculate: bool = True,
     far: FarEnd | None = None,
+    status: StatusLine | None = None,
 ) -> int:
     """Turns start when the user speaks and end at a pause (or when the turn model hears that the user
     has finished); a typed line is a turn too. With speculate, the turn's work starts as the pause
@@ -436,16 +440,13 @@ def hands_free(
     Enter or Ctrl-C stops a reply. Ctrl-D quits. If the microphone stops working, one line says so.
     """
     inbox = Inbox()
+    line = status or StatusLine(err)
 
     def speech_started(replying: bool) -> None:
         if replying:
             session.stop()  # barge-in: only reached with barge_in
             return
-        try:
-            err.write("\r\x1b[2K\x1b[31m●\x1b[0m Hearing you…")
-            err.flush()
-        except (OSError, ValueError):
-            pass
+        line.show("hearing", level=lambda: listener.level)
 
     listener = Listener(
         mic,
@@ -463,10 +464,9 @@ def hands_free(
         keyboard = Keyboard(keys, inbox)
         err.write("Ready. Speak whenever you like; a pause ends your turn. Ctrl-C or Ctrl-D quits.\n")
         while True:
-            err.write("\r\x1b[2K\x1b[32m●\x1b[0m Listening…")
-            err.flush()
+            line.show("listening", level=lambda: listener.level)
             event = inbox.get()
-            err.write("\r\x1b[2K")
+            line.clear()
             if isinstance(event, EndOfInput):
                 return ExitCode.OK
             if isinstance(event, Failure):
@@ -474,9 +474,12 @@ def hands_free(
             if isinstance(event, Line) and not event.text.strip():
                 continue
             listener.replying.set()
+            if isinstance(event, Utterance):
+                line.show("thinking")
             try:
                 _reply_to(session, keyboard, event)
             finally:
                 listener.replying.clear()
     finally:
         listener.stop()
+        line.close()

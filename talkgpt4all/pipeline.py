@@ -369,6 +369,11 @@ class Session:
                 result.timings.first_sentence = since_speech()
                 if speaker and whole:
                     speaker.say(whole)
+            if not self.interrupt.is_set():
+                for observer in self.observers:
+                    written = getattr(observer, "reply_written", None)  # the display's status line
+                    if written is not None:
+                        written(speaker is not None)
             if speaker:
                 speaker.finish()
             completed = not self.interrupt.is_set()

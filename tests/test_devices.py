@@ -238,6 +238,43 @@ def test_enter_stops_a_long_reply(pulse: dict[str, str], tmp_path: Path):
     assert np.abs(samples[-16000:]).max() < 0.01
 
 
+def test_the_level_meter_moves_with_sound_and_rests_in_silence(pulse: dict[str, str], tmp_path: Path):
+    """While it listens, the status line shows what the microphone hears: a hum played into it fills
+    the meter, and silence empties it again."""
+    import soundfile as sf
+
+    hum = tmp_path / "hum.wav"
+    t = np.arange(3 * 16000) / 16000
+    sf.write(hum, (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32), 16000)  # not speech: no turn
+    app, env = start_chat(pulse, "--vad")
+
+    def status_line() -> str:
+        lines = [line for line in app.screen().splitlines() if "Listening" in line or "Hearing" in line]
+        return lines[-1] if lines else ""
+
+    def wait_line(full: bool, timeout: float) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            line = status_line()
+            if line and ("█" in line) == full:
+                return line
+            time.sleep(0.1)
+        raise AssertionError(f"the meter never {'filled' if full else 'emptied'}:\n{app.screen()}")
+
+    try:
+        app.wait_for("Listening", timeout=120)
+        resting = wait_line(False, 10)
+        player = subprocess.Popen(["paplay", "--device=mic", str(hum)], env=env)
+        moving = wait_line(True, 10)
+        player.wait(10)
+        rested = wait_line(False, 10)
+    finally:
+        app.kill()
+    assert "▕" in resting and "▏" in resting, resting  # the meter is there, empty
+    assert moving.count("█") >= 4, moving
+    assert "▕" in rested, rested
+
+
 STORY = ("--system-prompt", "You are a storyteller. Tell very long stories of many sentences.")
 
 

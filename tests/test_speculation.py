@@ -92,9 +92,11 @@ class SlowTranscriber(FakeTranscriber):
         super().__init__("")
         self.seconds = seconds
         self.heard: list[str] = []
+        self.started = threading.Event()  # a transcription has begun
 
     def transcribe(self, audio: np.ndarray, language: str | None = None) -> Transcript:
         self.calls += 1
+        self.started.set()
         time.sleep(self.seconds)
         text = " ".join(["word"] * max(1, round(len(audio) / SAMPLE_RATE * 2)))
         self.heard.append(text)
@@ -146,6 +148,7 @@ def test_work_for_other_audio_is_dropped_and_the_turn_transcribes_its_own():
     chat, stt, display = PrefillingChat(), SlowTranscriber(), FakeDisplay()
     s = session(chat, stt, display)
     s.speculate(loud(1.0) * 0.5)  # not the beginning of what the turn then heard
+    assert stt.started.wait(5)  # the work in the pause is under way (on a busy machine it may lag)
     result = s.hear(np.concatenate([loud(2.0), quiet(0.1)]), time.perf_counter())
     assert result is not None and not result.speculated
     assert stt.calls == 2 and result.user == "word word word word"

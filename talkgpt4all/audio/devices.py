@@ -16,6 +16,7 @@ import numpy as np
 from talkgpt4all.audio import SAMPLE_RATE, Audio, resample
 from talkgpt4all.audio.echo import FRAME, OVER_ECHO_PIECES, EchoCanceller, FarEnd, Timeline, near_db
 from talkgpt4all.errors import DeviceError, MissingDependencyError
+from talkgpt4all.status import METER_FLOOR_DB, level_db
 
 log = logging.getLogger("talkgpt4all")
 
@@ -171,9 +172,11 @@ class MicRecorder(_Microphone):
         super().__init__(device)
         self._chunks: list[np.ndarray] = []
         self._frames = 0
+        self.level = METER_FLOOR_DB
         self._lock = threading.Lock()
 
     def _take(self, chunk: np.ndarray, recorded: float) -> None:
+        self.level = level_db(chunk)  # for the status line's meter
         with self._lock:
             self._chunks.append(chunk)
             self._frames += len(chunk)
