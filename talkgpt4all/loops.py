@@ -441,6 +441,7 @@ def hands_free(
     """
     inbox = Inbox()
     line = status or StatusLine(err)
+    line.barge_in = barge_in
 
     def speech_started(replying: bool) -> None:
         if replying:

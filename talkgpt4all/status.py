@@ -26,6 +26,7 @@ STATES = {
     "recording": ("●", "red", "Recording (Enter to stop)"),
     "thinking": ("◌", "yellow", "Thinking…"),
     "speaking": ("♪", "cyan", "Speaking… (Enter stops it)"),
+    "speaking over": ("♪", "cyan", "Speaking… (talk, or press Enter, to stop it)"),  # with barge-in
 }
 
 
@@ -67,6 +68,7 @@ class StatusLine:
         self._wake = threading.Event()
         self._closed = False
         self._thread: threading.Thread | None = None
+        self.barge_in = False  # speaking over a reply stops it: "speaking" says so
 
     @property
     def state(self) -> str | None:
@@ -75,6 +77,8 @@ class StatusLine:
     def show(self, state: str, level: Callable[[], float] | None = None) -> None:
         """Say that the program is in this state (see STATES); level, the microphone's level in dBFS,
         drives a meter."""
+        if state == "speaking" and self.barge_in:
+            state = "speaking over"
         with self._lock:
             changed = state != self._state
             self._state, self._level = state, level

@@ -55,6 +55,8 @@ def test_off_a_terminal_each_state_is_one_plain_line():
     for state in ("listening", "listening", "hearing", "thinking", "speaking", "listening"):
         line.show(state, level=lambda: -10.0)
     time.sleep(0.3)
+    line.barge_in = True  # hands-free with barge-in: talking stops the reply too
+    line.show("speaking")
     line.close()
     assert log.getvalue().splitlines() == [
         "Listening…",
@@ -62,6 +64,7 @@ def test_off_a_terminal_each_state_is_one_plain_line():
         "Thinking…",
         "Speaking… (Enter stops it)",
         "Listening…",
+        "Speaking… (talk, or press Enter, to stop it)",
     ]
     assert "\x1b" not in log.getvalue() and "\r" not in log.getvalue()
 
