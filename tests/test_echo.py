@@ -5,13 +5,14 @@ loop on PulseAudio devices with a real echo path."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
 
-from conftest import Ears, wer
+from conftest import ROOT, Ears, wer
 from talkgpt4all.audio import SAMPLE_RATE, load_audio, resample
 from talkgpt4all.audio.echo import (
     ECHO_TAIL,
@@ -63,15 +64,11 @@ def reply_and_room() -> tuple[np.ndarray, np.ndarray]:
         "its cafes and the Eiffel Tower.",
         "en",
     )
-    far = resample(said.samples, said.sample_rate, SAMPLE_RATE) * 0.5
-    rng = np.random.default_rng(0)
-    t = np.arange(int(0.25 * SAMPLE_RATE)) / SAMPLE_RATE
-    room = rng.standard_normal(len(t)) * np.exp(-6.9 * t / 0.25)
-    room[0] = 3.0
-    room *= 0.5 / np.sqrt((room**2).sum())
-    delay = int(0.08 * SAMPLE_RATE)
-    echo = np.concatenate([np.zeros(delay), np.convolve(far, room)[: len(far) - delay]])
-    return far.astype(np.float32), (np.tanh(2 * echo) / 2).astype(np.float32)
+    far = (resample(said.samples, said.sample_rate, SAMPLE_RATE) * 0.5).astype(np.float32)
+    sys.path.insert(0, str(ROOT / "bench"))
+    from echo import room_echo  # the benchmark's room
+
+    return far, room_echo(far)
 
 
 def cancel(far: np.ndarray, near: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[tuple[float, float]]]:

@@ -31,6 +31,21 @@ def hear_back(audio, tmp_path: Path, ears: Ears) -> str:
     return ears.hear(load_audio(path))
 
 
+def serve_voice(hub, name: str, tmp_path: Path) -> dict[str, str]:  # noqa: F811
+    """The stand-in Hub serves the starter voice (joe) as the piper voice name; the environment that
+    reaches it, with an empty Hugging Face cache."""
+    starter = piper_tts.starter_voice()
+    assert starter is not None
+    where = piper_tts.hub_path(name)
+    hub.files[f"rhasspy/piper-voices:{where}"] = starter.read_bytes()
+    hub.files[f"rhasspy/piper-voices:{where}.json"] = starter.with_name(starter.name + ".json").read_bytes()
+    return {
+        "HF_ENDPOINT": f"http://127.0.0.1:{hub.server_address[1]}",
+        "HF_HOME": str(tmp_path / "hf"),
+        "HF_HUB_DISABLE_XET": "1",
+    }
+
+
 def test_the_starter_voice_speaks_and_whisper_hears_it(tmp_path: Path, ears: Ears):
     said = "Good morning. The weather is sunny and warm today."
     audio = piper_tts.Piper().synthesize(said, "en")
@@ -39,16 +54,7 @@ def test_the_starter_voice_speaks_and_whisper_hears_it(tmp_path: Path, ears: Ear
 
 
 def test_a_named_voice_is_downloaded_once_with_progress_and_spoken(hub, tmp_path: Path, ears: Ears):  # noqa: F811
-    starter = piper_tts.starter_voice()
-    assert starter is not None
-    where = piper_tts.hub_path("en_US-lessac-medium")
-    hub.files[f"rhasspy/piper-voices:{where}"] = starter.read_bytes()  # joe, standing in for lessac
-    hub.files[f"rhasspy/piper-voices:{where}.json"] = starter.with_name(starter.name + ".json").read_bytes()
-    env = {
-        "HF_ENDPOINT": f"http://127.0.0.1:{hub.server_address[1]}",
-        "HF_HOME": str(tmp_path / "hf"),
-        "HF_HUB_DISABLE_XET": "1",
-    }
+    env = serve_voice(hub, "en_US-lessac-medium", tmp_path)  # joe, standing in for lessac
     replies = tmp_path / "replies"
     args = ("--text", "--tts", "piper", "--voice", "en_US-lessac-medium", "--no-play", "--temperature", "0")
     run = run_chat(*args, "--save-audio", str(replies), env=env, stdin="Hello!\n", stderr_tty=True)
@@ -129,12 +135,18 @@ def no_voice_for(*languages: str, monkeypatch) -> None:
     )
 
 
-def test_linux_default_speaks_with_piper_where_it_has_a_voice_and_espeak_elsewhere(monkeypatch, caplog):
+def linux_default(*without: str, monkeypatch) -> tuple[object, Spy]:
+    """--tts auto with no piper voice for these languages, and a Spy for espeak-ng."""
     from talkgpt4all.tts.auto import VoicePerLanguage
 
-    no_voice_for("de", monkeypatch=monkeypatch)
+    no_voice_for(*without, monkeypatch=monkeypatch)
     auto = VoicePerLanguage()
     auto.espeak = espeak = Spy()  # type: ignore[assignment]
+    return auto, espeak
+
+
+def test_linux_default_speaks_with_piper_where_it_has_a_voice_and_espeak_elsewhere(monkeypatch, caplog):
+    auto, espeak = linux_default("de", monkeypatch=monkeypatch)
     with caplog.at_level(logging.WARNING, logger="talkgpt4all"):
         english = auto.synthesize("Good morning.", "en")
         german = auto.synthesize("Guten Morgen.", "de")
@@ -144,11 +156,7 @@ def test_linux_default_speaks_with_piper_where_it_has_a_voice_and_espeak_elsewhe
 
 
 def test_linux_default_never_hands_chinese_to_espeak_and_says_once_how_to_get_a_voice(monkeypatch, caplog):
-    from talkgpt4all.tts.auto import VoicePerLanguage
-
-    no_voice_for("zh", monkeypatch=monkeypatch)
-    auto = VoicePerLanguage()
-    auto.espeak = espeak = Spy()  # type: ignore[assignment]
+    auto, espeak = linux_default("zh", monkeypatch=monkeypatch)
     with caplog.at_level(logging.WARNING, logger="talkgpt4all"):
         first = auto.synthesize("你好。", "zh")
         second = auto.synthesize("再见。", None)  # the script says Chinese when no language is given
@@ -192,16 +200,7 @@ def test_linux_default_fetches_the_chinese_voice_when_the_user_turns_to_chinese(
 ):
     """Out of the box on Linux: an English turn in the starter voice, then a Chinese turn, for which
     zh_CN-huayan-medium is downloaded once (from the stand-in Hub, where joe plays its part)."""
-    starter = piper_tts.starter_voice()
-    assert starter is not None
-    where = piper_tts.hub_path("zh_CN-huayan-medium")
-    hub.files[f"rhasspy/piper-voices:{where}"] = starter.read_bytes()
-    hub.files[f"rhasspy/piper-voices:{where}.json"] = starter.with_name(starter.name + ".json").read_bytes()
-    env = {
-        "HF_ENDPOINT": f"http://127.0.0.1:{hub.server_address[1]}",
-        "HF_HOME": str(tmp_path / "hf"),
-        "HF_HUB_DISABLE_XET": "1",
-    }
+    env = serve_voice(hub, "zh_CN-huayan-medium", tmp_path)
     replies = tmp_path / "replies"
     args = ("--platform", "linux", "--text", "--no-play", "--save-audio", str(replies), "--max-tokens", "24")
     run = run_chat(*args, env=env, stdin="Hello!\n你好！\n")
