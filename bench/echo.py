@@ -48,7 +48,7 @@ ECHO_LATENCY_MS = 60
 ECHO_VOLUME = "70%"  # PulseAudio's cubic scale: about -9 dB
 STORY = "You are a storyteller. Tell very long stories of many sentences, never lists."
 STORY_REQUEST = "Tell me a long story about a dragon and a knight."
-QUESTION = "What is the capital of France?"
+QUESTION = "Tell me the capital city of France and its population."  # heard clean with one error
 TIMEOUT = 300.0
 QUIET = 0.01  # below this on the speaker's recording is silence
 

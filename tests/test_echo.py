@@ -16,13 +16,15 @@ from conftest import ROOT, Ears, wer
 from talkgpt4all.audio import SAMPLE_RATE, load_audio, resample
 from talkgpt4all.audio.echo import (
     ECHO_TAIL,
+    OVER_ECHO_DB,
     OVER_ECHO_PIECES,
     EchoCanceller,
     FarEnd,
+    StreamClock,
     Timeline,
     near_db,
 )
-from talkgpt4all.audio.vad import CHUNK, Segmenter, VadOptions
+from talkgpt4all.audio.vad import CHUNK, PREROLL_MARGIN, Segmenter, VadOptions
 
 
 def test_the_far_end_gives_back_what_played_at_each_moment():
@@ -44,7 +46,31 @@ def test_a_timeline_counts_frames_and_reanchors_when_the_device_drifts():
     line = Timeline(16000)
     assert line.stamp(5.0, 160) == 5.0
     assert line.stamp(5.013, 160) == pytest.approx(5.01)  # jitter: the count wins
-    assert line.stamp(5.5, 160) == 5.5  # a stall: the device's report wins
+    assert line.jumps == 0
+    assert line.stamp(5.5, 160) == 5.5  # a stall: the device's report wins, and it counts as a jump
+    assert line.jumps == 1
+
+
+def test_a_callback_held_up_by_a_busy_machine_does_not_move_the_stamps():
+    """PortAudio stamps each callback (stream time); our clock is read inside it, late when the GIL or
+    the scheduler holds it up. The smallest gap seen is the true offset."""
+    clock = StreamClock()
+    assert clock(100.05, 100.0, 7.0) == pytest.approx(7.05)  # the DAC plays 50 ms after the callback
+    assert clock(100.15, 100.1, 7.13) == pytest.approx(7.15)  # this callback ran 30 ms late: no matter
+    assert clock(100.25, 100.2, 7.199) == pytest.approx(7.249)  # one that ran sooner refines it
+
+
+def test_the_cancellers_learn_again_after_a_stream_skips():
+    ends = FarEnd()
+    canceller = EchoCanceller(ends)
+    tone = (0.3 * np.sin(np.arange(SAMPLE_RATE * 2) * 0.2)).astype(np.float32)
+    for i in range(0, len(tone), CHUNK):
+        ends.played(50.0 + i / SAMPLE_RATE, tone[i : i + CHUNK])
+        canceller.process(tone[i : i + CHUNK] * 0.1, 50.0 + i / SAMPLE_RATE)
+    assert canceller.over_echo_db == OVER_ECHO_DB  # 2 s of the speakers heard: learnt
+    ends.jumps += 1  # the speaker's stream stalled
+    canceller.process(tone[:CHUNK] * 0.1, 52.0)
+    assert canceller.over_echo_db == float("inf") and canceller.relearned == 1  # no barge-in for now
 
 
 @pytest.fixture(scope="module")
@@ -215,5 +241,7 @@ def test_a_barge_in_keeps_none_of_the_echo_that_came_before_the_user_s_voice():
     utterance = feed(0.0, 0.0, True, options.chunks(options.silence_ms) + 1)
     assert utterance is not None
     chunks = [round(float(c), 1) for c in utterance.reshape(-1, CHUNK)[:, 0]]
-    # The echo's six chunks are silence (the turn keeps its length), the user's soft start is kept.
-    assert chunks[:13] == [0.0] * 6 + [0.2] * 2 + [0.3] * 5, chunks
+    # The echo's chunks are silence (the turn keeps its length), but for PREROLL_MARGIN just before the
+    # user's soft start, which is kept.
+    kept = 6 - PREROLL_MARGIN
+    assert chunks[:13] == [0.0] * kept + [0.1] * PREROLL_MARGIN + [0.2] * 2 + [0.3] * 5, chunks

@@ -14,7 +14,15 @@ from typing import Any
 import numpy as np
 
 from talkgpt4all.audio import SAMPLE_RATE, Audio, resample
-from talkgpt4all.audio.echo import FRAME, OVER_ECHO_PIECES, EchoCanceller, FarEnd, Timeline, near_db
+from talkgpt4all.audio.echo import (
+    FRAME,
+    OVER_ECHO_PIECES,
+    EchoCanceller,
+    FarEnd,
+    StreamClock,
+    Timeline,
+    near_db,
+)
 from talkgpt4all.errors import DeviceError, MissingDependencyError
 from talkgpt4all.status import METER_FLOOR_DB, level_db
 
@@ -117,6 +125,7 @@ class _Microphone:
         self.device = find_device(device, "input")
         self._rate = SAMPLE_RATE
         self._stream: Any = None
+        self._clock = StreamClock()
 
     def _take(self, chunk: np.ndarray, recorded: float) -> None:
         raise NotImplementedError
@@ -125,13 +134,15 @@ class _Microphone:
         if status:
             log.debug("input status: %s", status)
         now = time.perf_counter()
-        # When the block's first sample was recorded, by PortAudio's report of the capture latency.
+        # When the block's first sample was recorded: PortAudio's ADC time, on our clock.
         lag = when.currentTime - when.inputBufferAdcTime if when.inputBufferAdcTime else 0.0
-        if not 0.0 < lag < 1.0:
-            lag = frames / self._rate + (self._stream.latency if self._stream is not None else 0.0)
+        if 0.0 < lag < 1.0:
+            recorded = self._clock(when.inputBufferAdcTime, when.currentTime, now)
+        else:  # a host that does not say: the stream's latency
+            recorded = now - frames / self._rate - (self._stream.latency if self._stream is not None else 0.0)
         chunk = indata[:, 0].copy()
         chunk = chunk if self._rate == SAMPLE_RATE else resample(chunk, self._rate, SAMPLE_RATE)
-        self._take(chunk, now - lag)
+        self._take(chunk, recorded)
 
     def _open(self) -> None:
         sd = self._sd
@@ -217,7 +228,8 @@ class MicStream(_Microphone):
         self.blocksize = chunk
         self._chunk = chunk
         self.echo = echo
-        self._pieces: queue.Queue[tuple[np.ndarray, float, float]] = queue.Queue()
+        self._pieces: queue.Queue[tuple[np.ndarray, float, float, int]] = queue.Queue()
+        self._jumps = 0  # of the microphone's timeline, as last seen
         self._pending = np.zeros(0, np.float32)
         self._pending_raw = np.zeros(0, np.float32)  # with echo cancelling: what was heard,
         self._pending_residual = np.zeros(0, np.float32)  # and what AEC3 left of it
@@ -229,7 +241,8 @@ class MicStream(_Microphone):
         self._timeline = Timeline(SAMPLE_RATE)
 
     def _take(self, chunk: np.ndarray, recorded: float) -> None:
-        self._pieces.put((chunk, time.perf_counter(), self._timeline.stamp(recorded, len(chunk))))
+        stamp = self._timeline.stamp(recorded, len(chunk))
+        self._pieces.put((chunk, time.perf_counter(), stamp, self._timeline.jumps))
 
     def start(self) -> None:
         self._open()
@@ -243,10 +256,13 @@ class MicStream(_Microphone):
         """The next CHUNK samples, or None if none came within timeout."""
         while len(self._pending) < self._chunk:
             try:
-                block, self._pending_at, recorded = self._pieces.get(timeout=timeout)
+                block, self._pending_at, recorded, jumps = self._pieces.get(timeout=timeout)
             except queue.Empty:
                 return None
             if self.echo is not None:
+                if jumps != self._jumps:
+                    self._jumps = jumps
+                    self.echo.relearn()
                 whole = (len(block) + self.echo.carried) // FRAME * FRAME
                 heard = np.concatenate([self.echo.carry, block])[:whole]
                 block, residual = self.echo.process(block, recorded)
@@ -291,6 +307,7 @@ class SpeakerSink:
         self._queued16 = np.zeros(0, np.float32)
         self._played = self._played16 = 0  # of the queued audio, at both rates, since it was empty
         self._timeline: Timeline | None = None
+        self._clock = StreamClock()
         self._stopped = False
         self._taken = 0  # frames the device has asked for so far: it is alive while this grows
         self._drained = threading.Event()
@@ -313,10 +330,16 @@ class SpeakerSink:
     def _report(self, n: int, frames: int, when: Any) -> None:
         """Tell the echo canceller what this block plays, and when it reaches the speakers."""
         assert self.far is not None and self._timeline is not None
-        lag = when.outputBufferDacTime - when.currentTime if when.outputBufferDacTime else 0.0
-        if not 0.0 <= lag < 1.0:
-            lag = self._stream.latency if self._stream is not None else OUTPUT_LATENCY
-        start = self._timeline.stamp(time.perf_counter() + lag, frames)
+        now = time.perf_counter()
+        lag = when.outputBufferDacTime - when.currentTime if when.outputBufferDacTime else -1.0
+        if 0.0 <= lag < 1.0:
+            plays = self._clock(when.outputBufferDacTime, when.currentTime, now)
+        else:  # a host that does not say: the stream's latency
+            plays = now + (self._stream.latency if self._stream is not None else OUTPUT_LATENCY)
+        jumps = self._timeline.jumps
+        start = self._timeline.stamp(plays, frames)
+        if self._timeline.jumps != jumps:
+            self.far.jumps += 1
         m = round((self._played + n) * SAMPLE_RATE / self._rate) - self._played16
         piece, self._queued16 = self._queued16[:m], self._queued16[m:]
         self._played, self._played16 = self._played + n, self._played16 + len(piece)
@@ -342,6 +365,7 @@ class SpeakerSink:
             )
             self._rate = rate
             self._timeline = Timeline(rate)
+            self._clock = StreamClock()
             self._stream.start()
         except self._sd.PortAudioError as exc:
             self._stream = None

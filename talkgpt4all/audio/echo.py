@@ -46,6 +46,7 @@ class FarEnd:
         self._lock = threading.Lock()
         self._blocks: deque[tuple[float, np.ndarray]] = deque()
         self._sound: deque[list[float]] = deque()  # [start, end] of each stretch of audible sound
+        self.jumps = 0  # times the speaker's stream skipped or stalled (its timeline re-anchored)
 
     def played(self, start: float, samples: np.ndarray) -> None:
         """samples (16 kHz) reach the speakers from time start."""
@@ -129,7 +130,9 @@ class EchoCanceller:
         self.cpu = 0.0  # seconds of CPU that took (thread time)
         # While the speakers sounded: seconds, and the energy heard before and after cancelling.
         self.echo_seconds = self.echo_in = self.echo_out = self.echo_residual = 0.0
-        self.far_seconds = 0.0  # of the speakers' sound the cancellers have heard
+        self.far_seconds = 0.0  # of the speakers' sound the cancellers have heard (since relearning)
+        self.relearned = 0
+        self._far_jumps = far.jumps
 
     @property
     def over_echo_db(self) -> float:
@@ -161,10 +164,19 @@ class EchoCanceller:
     def carried(self) -> int:
         return len(self._carry)
 
+    def relearn(self) -> None:
+        """A stream skipped or stalled (a busy machine, an underrun): the echo has moved in time as the
+        cancellers see it, and they learn it again. Until then no barge-in is taken."""
+        self.far_seconds = 0.0
+        self.relearned += 1
+
     def process(self, block: np.ndarray, start: float) -> tuple[np.ndarray, np.ndarray]:
         """The block recorded from time start, with the echo removed: speex's output, and AEC3's.
         Whole 10 ms frames are processed; a remainder waits for the next block, so the output may be up
         to 10 ms behind the input."""
+        if self.far.jumps != self._far_jumps:
+            self._far_jumps = self.far.jumps
+            self.relearn()
         began = time.thread_time()
         if len(self._carry):
             start = self._carry_start
@@ -224,6 +236,22 @@ def near_db(heard: np.ndarray, residual: np.ndarray) -> float:
     return 20 * float(np.log10(max(left, 1e-9) / level))
 
 
+class StreamClock:
+    """PortAudio's stream time on time.perf_counter()'s clock. The offset between the two is the smallest
+    seen between a callback's start (perf_counter, taken in it) and PortAudio's stamp of that moment:
+    a callback that a busy machine holds up (the GIL, the scheduler) gives a larger one, and does not
+    move the stamps."""
+
+    def __init__(self) -> None:
+        self.offset = float("inf")
+
+    def __call__(self, stream_time: float, current_time: float, now: float) -> float:
+        """stream_time (e.g. an ADC or DAC time) on perf_counter's clock; current_time is PortAudio's
+        time of this callback, now perf_counter's in it."""
+        self.offset = min(self.offset, now - current_time)
+        return stream_time + self.offset
+
+
 class Timeline:
     """Continuous stamps for an audio stream's blocks: the time of each block's first sample is the
     stream's start plus the frames before it, re-anchored when the device's own stamp drifts away by
@@ -235,6 +263,7 @@ class Timeline:
         self.rate = rate
         self._anchor: float | None = None
         self._frames = 0
+        self.jumps = 0  # re-anchorings after the first: the stream skipped or stalled
 
     def stamp(self, measured: float, frames: int) -> float:
         """measured: this block's first sample by the device's report; returns the continuous stamp."""
@@ -243,5 +272,7 @@ class Timeline:
             if abs(predicted - measured) <= self.DRIFT:
                 self._frames += frames
                 return predicted
+        if self._anchor is not None:
+            self.jumps += 1
         self._anchor, self._frames = measured, frames
         return measured

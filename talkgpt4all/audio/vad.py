@@ -19,6 +19,7 @@ log = logging.getLogger("talkgpt4all")
 
 CHUNK = 512  # samples per VAD step: 32 ms at 16 kHz, the window Silero v5+ is trained on
 KEPT_PAUSE_MS = 150  # of the pause that ends an utterance, the part it keeps
+PREROLL_MARGIN = 3  # chunks of a barge-in's pre-roll kept before the first that stood out of the echo
 _CONTEXT = 64  # samples of the previous chunk Silero sees before each new one
 
 
@@ -180,6 +181,9 @@ class Segmenter:
         chunks = list(self._preroll)
         voiced = list(self._preroll_voice)
         first = voiced.index(True) if True in voiced else len(chunks)
+        # A voice's first, soft sound may not have stood out of the echo yet: PREROLL_MARGIN chunks
+        # before it are kept.
+        first = max(0, first - PREROLL_MARGIN)
         return [np.zeros_like(c) for c in chunks[:first]] + chunks[first:]
 
     def _resumed(self) -> None:
