@@ -175,7 +175,8 @@ def run(
                 vad_options(config),
                 keys,
                 err,
-                barge_in=config.interrupts and (echo is not None or config.barge_in is True),
+                # Unless asked for or against, barge-in is on while the echo is cancelled.
+                barge_in=echo is not None if config.barge_in is None else config.barge_in,
                 turn=turn_model,
                 speculate=config.speculate,
                 far=echo.far if echo is not None else None,

@@ -134,11 +134,6 @@ class Config:
         return self.vad and self.aec and self.play and self.tts != "none"
 
     @property
-    def interrupts(self) -> bool:
-        """Whether speaking during a reply interrupts it (barge-in)."""
-        return self.cancels_echo if self.barge_in is None else self.barge_in and self.vad
-
-    @property
     def speaks(self) -> bool:
         """Whether replies are synthesized at all (something will hear or keep them)."""
         return self.tts != "none" and (self.play or self.save_audio is not None)

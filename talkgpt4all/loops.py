@@ -367,45 +367,43 @@ def push_to_talk(
     """
     inbox = Inbox()
     keyboard = Keyboard(keys, inbox)
+    line = status or StatusLine(err)
     err.write(
         "Ready. Press Enter, speak, then press Enter again. Enter or Ctrl-C stops a reply; Ctrl-D quits.\n"
     )
     pending: Line | None = None
-    while True:
-        if pending is None:
-            err.write(PROMPT)
-            err.flush()
-        event, pending = pending or inbox.get(), None
-        if isinstance(event, EndOfInput):
-            return ExitCode.OK
-        if isinstance(event, Failure):
-            raise _failure(event)
-        if not isinstance(event, Line) or event.text.strip():
-            _reply_to(session, keyboard, event)
-            continue
-        audio, speech_end, after = _record(recorder, inbox, err, session if speculate else None, status)
-        if isinstance(after, EndOfInput):
-            return ExitCode.OK
-        if isinstance(after, Failure):
-            raise _failure(after)
-        if isinstance(after, Line) and after.text.strip():
-            pending = after  # typed while recording: the next turn, after the spoken one
-        if status is not None:
-            status.show("thinking")
-        _reply_to(session, keyboard, Utterance(audio, speech_end))
+    try:
+        while True:
+            if pending is None:
+                err.write(PROMPT)
+                err.flush()
+            event, pending = pending or inbox.get(), None
+            if isinstance(event, EndOfInput):
+                return ExitCode.OK
+            if isinstance(event, Failure):
+                raise _failure(event)
+            if not isinstance(event, Line) or event.text.strip():
+                _reply_to(session, keyboard, event)
+                continue
+            audio, speech_end, after = _record(recorder, inbox, line, session if speculate else None)
+            if isinstance(after, EndOfInput):
+                return ExitCode.OK
+            if isinstance(after, Failure):
+                raise _failure(after)
+            if isinstance(after, Line) and after.text.strip():
+                pending = after  # typed while recording: the next turn, after the spoken one
+            line.show("thinking")
+            _reply_to(session, keyboard, Utterance(audio, speech_end))
+    finally:
+        line.close()
 
 
 def _record(
-    rec: Recorder,
-    inbox: Inbox,
-    err: IO[str],
-    session: Session | None = None,
-    status: StatusLine | None = None,
+    rec: Recorder, inbox: Inbox, status: StatusLine, session: Session | None = None
 ) -> tuple[np.ndarray, float, Event]:
     """Record until the next line (or the end of input), with a live level meter. Returns the audio,
     when speech ended, and the event that ended the recording. With a session, its work starts in the
     user's pauses."""
-    status = status or StatusLine(err)
     rec.start()
     watcher = RecordingWatcher(rec, session.speculate, session.cancel_speculation) if session else None
     status.show("recording", level=lambda: getattr(rec, "level", METER_FLOOR_DB))

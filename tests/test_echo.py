@@ -109,7 +109,7 @@ def cancel(far: np.ndarray, near: np.ndarray) -> tuple[np.ndarray, np.ndarray, l
         while reported < min(len(far), i + CHUNK + SAMPLE_RATE // 10):  # the speaker's 441-sample blocks
             ends.played(100.0 + reported / SAMPLE_RATE, far[reported : reported + 441])
             reported += 441
-        out, left = canceller.process(near[i : i + CHUNK], 100.0 + i / SAMPLE_RATE)
+        _, out, left = canceller.process(near[i : i + CHUNK], 100.0 + i / SAMPLE_RATE)
         clean.append(out)
         residual.append(left)
         levels.append(canceller.over_echo_db)

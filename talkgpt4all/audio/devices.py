@@ -15,7 +15,6 @@ import numpy as np
 
 from talkgpt4all.audio import SAMPLE_RATE, Audio, resample
 from talkgpt4all.audio.echo import (
-    FRAME,
     OVER_ECHO_PIECES,
     EchoCanceller,
     FarEnd,
@@ -263,9 +262,7 @@ class MicStream(_Microphone):
                 if jumps != self._jumps:
                     self._jumps = jumps
                     self.echo.relearn()
-                whole = (len(block) + self.echo.carried) // FRAME * FRAME
-                heard = np.concatenate([self.echo.carry, block])[:whole]
-                block, residual = self.echo.process(block, recorded)
+                heard, block, residual = self.echo.process(block, recorded)
                 self._pending_raw = np.concatenate([self._pending_raw, heard])
                 self._pending_residual = np.concatenate([self._pending_residual, residual])
             self._pending = np.concatenate([self._pending, block])

@@ -155,25 +155,16 @@ class EchoCanceller:
         )
         return out16.astype(np.float32) / 32767
 
-    @property
-    def carry(self) -> np.ndarray:
-        """The samples held back for the next block (less than a frame)."""
-        return self._carry
-
-    @property
-    def carried(self) -> int:
-        return len(self._carry)
-
     def relearn(self) -> None:
         """A stream skipped or stalled (a busy machine, an underrun): the echo has moved in time as the
         cancellers see it, and they learn it again. Until then no barge-in is taken."""
         self.far_seconds = 0.0
         self.relearned += 1
 
-    def process(self, block: np.ndarray, start: float) -> tuple[np.ndarray, np.ndarray]:
-        """The block recorded from time start, with the echo removed: speex's output, and AEC3's.
-        Whole 10 ms frames are processed; a remainder waits for the next block, so the output may be up
-        to 10 ms behind the input."""
+    def process(self, block: np.ndarray, start: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The block recorded from time start, with the echo removed: what was processed of what the
+        microphone heard, speex's output for it, and AEC3's. Whole 10 ms frames are processed; a
+        remainder waits for the next block, so the output may be up to 10 ms behind the input."""
         if self.far.jumps != self._far_jumps:
             self._far_jumps = self.far.jumps
             self.relearn()
@@ -200,7 +191,7 @@ class EchoCanceller:
             self.echo_residual += float(np.dot(residual, residual))
         self.seconds += whole / SAMPLE_RATE
         self.cpu += time.thread_time() - began
-        return clean, residual
+        return near, clean, residual
 
     def summary(self) -> str:
         """What the canceller did, in one line (logged with --verbose when the microphone closes)."""
