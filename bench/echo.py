@@ -285,23 +285,28 @@ def room_echo(far: np.ndarray) -> np.ndarray:
     return (np.tanh(2 * echo) / 2).astype(np.float32)
 
 
-def cancellers(seconds: float = 10.0) -> list[dict]:
-    """ERLE and CPU of each installed canceller on a piper reply through a synthetic room."""
+def steady_reply(text: str) -> np.ndarray:
+    """text in the starter piper voice at 16 kHz and half scale, as a reply the speakers play. Without
+    piper's random variation, so that runs compare: the same reply every time."""
     from piper import SynthesisConfig
 
     from talkgpt4all.audio import SAMPLE_RATE, resample
     from talkgpt4all.tts.piper import Piper
 
-    voice = Piper().find("en")
-    text = (
+    steady = SynthesisConfig(noise_scale=0.0, noise_w_scale=0.0)
+    chunks = list(Piper().find("en").synthesize(text, syn_config=steady))
+    said = np.concatenate([c.audio_float_array for c in chunks])
+    return (resample(said, chunks[0].sample_rate, SAMPLE_RATE) * 0.5).astype(np.float32)
+
+
+def cancellers(seconds: float = 10.0) -> list[dict]:
+    """ERLE and CPU of each installed canceller on a piper reply through a synthetic room."""
+    from talkgpt4all.audio import SAMPLE_RATE
+
+    far = steady_reply(
         "Paris is the capital of France. It sits on the river Seine, and it is known for its museums, its "
         "cafes and the Eiffel Tower. Millions of people visit it every year to see its art and its parks."
     )
-    # Without piper's random variation, so that runs compare: the same reply every time.
-    steady = SynthesisConfig(noise_scale=0.0, noise_w_scale=0.0)
-    chunks = list(voice.synthesize(text, syn_config=steady))
-    said = np.concatenate([c.audio_float_array for c in chunks])
-    far = (resample(said, chunks[0].sample_rate, SAMPLE_RATE) * 0.5).astype(np.float32)
     noise = np.random.default_rng(1).standard_normal(len(far)) * 0.001  # the microphone's own hiss
     near = (room_echo(far) + noise).astype(np.float32)
     frame = SAMPLE_RATE // 100

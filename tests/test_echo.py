@@ -13,7 +13,7 @@ import pytest
 import soundfile as sf
 
 from conftest import ROOT, Ears, wer
-from talkgpt4all.audio import SAMPLE_RATE, load_audio, resample
+from talkgpt4all.audio import SAMPLE_RATE, load_audio
 from talkgpt4all.audio.echo import (
     ECHO_TAIL,
     OVER_ECHO_DB,
@@ -75,25 +75,17 @@ def test_the_cancellers_learn_again_after_a_stream_skips():
 
 @pytest.fixture(scope="module")
 def reply_and_room() -> tuple[np.ndarray, np.ndarray]:
-    """A spoken reply (the starter piper voice, or espeak-ng without it) at 16 kHz, and its echo as a
-    laptop microphone would hear it: 80 ms late, through a 250 ms decaying room tail, a little
-    distorted by the speaker."""
-    from talkgpt4all.tts import make_synthesizer
-
-    try:
-        voice = make_synthesizer("piper")
-    except Exception:
-        voice = make_synthesizer("espeak")
-    assert voice is not None
-    said = voice.synthesize(
-        "Paris is the capital of France. It sits on the river Seine, and it is known for its museums, "
-        "its cafes and the Eiffel Tower.",
-        "en",
-    )
-    far = (resample(said.samples, said.sample_rate, SAMPLE_RATE) * 0.5).astype(np.float32)
+    """A spoken reply (the starter piper voice, the same every run) at 16 kHz, and its echo as a laptop
+    microphone would hear it: 80 ms late, through a 250 ms decaying room tail, a little distorted by
+    the speaker."""
+    pytest.importorskip("piper", reason="pip install -e '.[piper]' installs it")
     sys.path.insert(0, str(ROOT / "bench"))
-    from echo import room_echo  # the benchmark's room
+    from echo import room_echo, steady_reply  # the benchmark's reply and room
 
+    far = steady_reply(
+        "Paris is the capital of France. It sits on the river Seine, and it is known for its museums, "
+        "its cafes and the Eiffel Tower."
+    )
     return far, room_echo(far)
 
 
@@ -217,31 +209,53 @@ def test_while_the_speakers_play_a_turn_needs_surer_longer_speech():
     assert started == [1, 1]
 
 
-def test_a_barge_in_keeps_none_of_the_echo_that_came_before_the_user_s_voice():
-    """The pre-roll (audio from before the start, so the first syllable is not cut) is, over a reply,
-    mostly the reply's echo: the chunks before the first that may hold the user are silenced, so
-    Whisper does not write the echo's words into the user's turn."""
+def barge_in_turn(*steps: tuple[float, float, bool, int]) -> list[float]:
+    """The turn the segmenter cuts from steps of (chunk value, speech probability, over_echo, chunks)
+    fed while the speakers play, then a pause once they stopped: each of its chunks' value."""
     options = VadOptions()
     probabilities: list[float] = []
     segmenter = Segmenter(options, vad=lambda chunk: probabilities.pop(0))
     segmenter.echo = True
-
-    def feed(value: float, probability: float, over_echo: bool, chunks: int) -> np.ndarray | None:
+    utterance = None
+    for value, probability, over_echo, chunks in steps:
         segmenter.over_echo = over_echo
-        found = None
         for _ in range(chunks):
             probabilities.append(probability)
-            found = segmenter.feed(np.full(CHUNK, value, np.float32)) if found is None else found
-        return found
-
-    feed(0.1, 0.9, False, 6)  # echo: sure speech to the VAD, but only echo to the canceller
-    feed(0.2, 0.3, True, 2)  # the user's first, soft syllable
-    feed(0.3, 0.9, True, options.chunks(options.echo_min_speech_ms))
-    segmenter.echo = False  # the reply has stopped
-    utterance = feed(0.0, 0.0, True, options.chunks(options.silence_ms) + 1)
+            found = segmenter.feed(np.full(CHUNK, value, np.float32))
+            utterance = found if utterance is None else utterance
+        segmenter.echo = not segmenter.in_speech  # the reply stops once the user starts
     assert utterance is not None
-    chunks = [round(float(c), 1) for c in utterance.reshape(-1, CHUNK)[:, 0]]
-    # The echo's chunks are silence (the turn keeps its length), but for PREROLL_MARGIN just before the
-    # user's soft start, which is kept.
-    kept = 6 - PREROLL_MARGIN
-    assert chunks[:13] == [0.0] * kept + [0.1] * PREROLL_MARGIN + [0.2] * 2 + [0.3] * 5, chunks
+    return [round(float(c), 1) for c in utterance.reshape(-1, CHUNK)[:, 0]]
+
+
+def test_a_barge_in_keeps_none_of_the_echo_that_came_before_the_user_s_voice():
+    """The pre-roll (audio from before the start, so the first syllable is not cut) is, over a reply,
+    mostly the reply's echo: the chunks before the first that may hold the user are silenced, so
+    Whisper does not write the echo's words into the user's turn."""
+    started = VadOptions().chunks(VadOptions().echo_min_speech_ms)
+    chunks = barge_in_turn(
+        (0.1, 0.9, False, 6),  # echo: sure speech to the VAD, but only echo to the canceller
+        (0.1, 0.1, False, 4),  # and a pause in it
+        (0.2, 0.3, True, 2),  # the user's first, soft syllable
+        (0.3, 0.9, True, started),
+        (0.0, 0.0, True, 20),
+    )
+    # The echo's chunks are silence (the turn keeps the pre-roll's length, 10 chunks), but for
+    # PREROLL_MARGIN just before the user's soft start, which are kept.
+    silenced = 10 - 2 - PREROLL_MARGIN
+    assert chunks[:silenced] == [0.0] * silenced, chunks
+    assert chunks[silenced : silenced + 10] == [0.1] * PREROLL_MARGIN + [0.2] * 2 + [0.3] * 5, chunks
+
+
+def test_a_barge_in_the_canceller_found_late_keeps_the_user_s_first_words():
+    """The canceller damps the start of double talk: a voice may stand out of the echo only half a
+    second in. The run of speech before it is the user's first words, kept whole (the CI once heard
+    "Tell me the capital" as "El Mever capital"), and the echo before that run is still silenced."""
+    started = VadOptions().chunks(VadOptions().echo_min_speech_ms)
+    chunks = barge_in_turn(
+        (0.1, 0.1, False, 20),  # the echo, with little residue left
+        (0.2, 0.9, False, 20),  # 640 ms of the user that the canceller takes for echo
+        (0.3, 0.9, True, started),  # and then finds
+        (0.0, 0.0, True, 20),
+    )
+    assert chunks[: PREROLL_MARGIN + 20 + started] == [0.1] * PREROLL_MARGIN + [0.2] * 20 + [0.3] * started

@@ -20,6 +20,7 @@ log = logging.getLogger("talkgpt4all")
 CHUNK = 512  # samples per VAD step: 32 ms at 16 kHz, the window Silero v5+ is trained on
 KEPT_PAUSE_MS = 150  # of the pause that ends an utterance, the part it keeps
 PREROLL_MARGIN = 3  # chunks of a barge-in's pre-roll kept before the first that stood out of the echo
+PAUSE_MARGIN = 0.15  # once speaking, a probability this far under the threshold is a pause
 _CONTEXT = 64  # samples of the previous chunk Silero sees before each new one
 
 
@@ -46,6 +47,10 @@ class VadOptions:
     echo_threshold: float = 0.7
     echo_min_speech_ms: int = 160
     preroll_ms: int = 320  # audio kept from before the start, so the first syllable is not cut
+    # Over a reply, how far back a barge-in's voice is looked for: the canceller may find a voice
+    # under the echo only half a second into it (bench/echo.py measured it as late as 0.63 s), and the
+    # voice's start, in the pre-roll, is the run of speech before.
+    echo_preroll_ms: int = 1200
     max_turn_s: float = 60.0  # a turn that never pauses is ended here
 
     def chunks(self, ms: float) -> int:
@@ -118,10 +123,14 @@ class Segmenter:
 
     def reset(self) -> None:
         o = self.options
-        self._preroll: deque[np.ndarray] = deque(maxlen=o.chunks(o.preroll_ms))
-        # For each pre-roll chunk: whether it may hold the user (False: it was only the speakers' echo).
-        self._preroll_voice: deque[bool] = deque(maxlen=o.chunks(o.preroll_ms))
+        kept = o.chunks(max(o.preroll_ms, o.echo_preroll_ms))
+        self._preroll: deque[np.ndarray] = deque(maxlen=kept)
+        # For each pre-roll chunk: whether it may hold the user (False: it was only the speakers' echo),
+        # and its speech probability.
+        self._preroll_voice: deque[bool] = deque(maxlen=kept)
+        self._preroll_probability: deque[float] = deque(maxlen=kept)
         self._candidate_voice: list[bool] = []
+        self._candidate_probability: list[float] = []
         self._candidate: list[np.ndarray] = []
         self._speech: list[np.ndarray] | None = None
         self._silent = 0
@@ -145,23 +154,27 @@ class Segmenter:
                 self._resumed()
                 self._candidate.append(chunk)
                 self._candidate_voice.append(voice)
+                self._candidate_probability.append(probability)
                 if len(self._candidate) >= o.chunks(needed):
-                    self._speech = [*self._silenced_preroll(), *self._candidate]
-                    self._candidate, self._candidate_voice, self._silent = [], [], 0
+                    self._speech = [*self._preroll_kept(), *self._candidate]
+                    self._candidate, self._candidate_voice, self._candidate_probability = [], [], []
+                    self._silent = 0
                     if self.on_start:
                         self.on_start()
             else:
                 # A blip too short to be speech: it becomes pre-roll, like any other sound.
                 self._preroll.extend(self._candidate)
                 self._preroll_voice.extend(self._candidate_voice)
+                self._preroll_probability.extend(self._candidate_probability)
                 self._preroll.append(chunk)
                 self._preroll_voice.append(voice)
-                self._candidate, self._candidate_voice = [], []
+                self._preroll_probability.append(probability)
+                self._candidate, self._candidate_voice, self._candidate_probability = [], [], []
             return None
         self._speech.append(chunk)
         # Hysteresis: once speaking, only a clearly lower probability counts as a pause.
         paused = self._silent
-        self._silent = self._silent + 1 if probability < o.threshold - 0.15 else 0
+        self._silent = self._silent + 1 if probability < o.threshold - PAUSE_MARGIN else 0
         if self._silent == o.chunks(o.speculate_ms) and self.on_pause:
             self._announced = True
             self.on_pause(np.concatenate(self._speech[: self._kept()]))
@@ -175,16 +188,28 @@ class Segmenter:
             return utterance
         return None
 
-    def _silenced_preroll(self) -> list[np.ndarray]:
-        """The pre-roll, with the chunks before the first that may hold the user silenced: over a reply,
-        what came before the user's voice is the reply's echo, which is not theirs to be transcribed."""
+    def _preroll_kept(self) -> list[np.ndarray]:
+        """The pre-roll a turn starts with: its last preroll_ms, with the chunks before the first that
+        may hold the user silenced. Over a reply, what came before the user's voice is the reply's echo,
+        which is not theirs to be transcribed.
+
+        A barge-in's voice starts further back when the canceller found it late (it damps the start of
+        double talk): the run of speech that led up to it is the user's too, and is kept, up to
+        echo_preroll_ms."""
+        o = self.options
         chunks = list(self._preroll)
         voiced = list(self._preroll_voice)
-        first = voiced.index(True) if True in voiced else len(chunks)
+        window = max(0, len(chunks) - o.chunks(o.preroll_ms))
+        first = voiced.index(True, window) if True in voiced[window:] else len(chunks)
+        if self.echo:
+            probability = list(self._preroll_probability)
+            while first > 0 and probability[first - 1] >= o.threshold - PAUSE_MARGIN:
+                first -= 1
         # A voice's first, soft sound may not have stood out of the echo yet: PREROLL_MARGIN chunks
         # before it are kept.
         first = max(0, first - PREROLL_MARGIN)
-        return [np.zeros_like(c) for c in chunks[:first]] + chunks[first:]
+        start = min(first, window)
+        return [np.zeros_like(c) for c in chunks[start:first]] + chunks[first:]
 
     def _resumed(self) -> None:
         if self._announced:
