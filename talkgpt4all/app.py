@@ -18,8 +18,10 @@ if TYPE_CHECKING:
     from talkgpt4all.audio.devices import MicRecorder
     from talkgpt4all.audio.echo import EchoCanceller
     from talkgpt4all.audio.vad import VadOptions
+    from talkgpt4all.audio.watch import PulseWatch
     from talkgpt4all.loops import Microphone
     from talkgpt4all.pipeline import TurnObserver
+    from talkgpt4all.status import StatusLine
 
 log = logging.getLogger("talkgpt4all")
 
@@ -53,6 +55,30 @@ def run(
     keys is where typed lines come from (default: stdin), err where prompts and status go (stderr). A
     benchmark or a test may bring its own hands-free microphone, and observers of every turn.
     """
+    from talkgpt4all.status import StatusLine
+
+    keys = keys or sys.stdin.buffer
+    err = err or sys.stderr
+    interactive = not config.text and not config.inputs
+    line = StatusLine(err) if interactive else None
+    # Interactive, devices may come and go: where the sound server has our streams is watched.
+    watch = device_watch(line) if interactive and microphone is None else None
+    try:
+        return _run(config, keys, err, microphone, observers, line, watch)
+    finally:
+        if watch is not None:
+            watch.close()
+
+
+def _run(
+    config: Config,
+    keys: IO[bytes],
+    err: IO[str],
+    microphone: Microphone | None,
+    observers: list[TurnObserver] | None,
+    line: StatusLine | None,
+    watch: PulseWatch | None,
+) -> int:
     from talkgpt4all import llm, loops, stt, tts
     from talkgpt4all.audio import load_audio, make_sink
     from talkgpt4all.conversation import Conversation
@@ -61,8 +87,6 @@ def run(
     from talkgpt4all.pipeline import Session
     from talkgpt4all.transcript import TranscriptWriter, read_transcript
 
-    keys = keys or sys.stdin.buffer
-    err = err or sys.stderr
     started = time.perf_counter()
     # Cheap checks first, so a mistake costs no model loading.
     llm.check_engine(config.llm)
@@ -77,17 +101,19 @@ def run(
             config.voice, config.rate, config.tts_url, config.tts_api_key, config.tts_model
         )
         synthesizer = tts.make_synthesizer(config.tts, speech)
-    interactive = not config.text and not config.inputs
+    interactive = line is not None
     echo = echo_canceller(config) if interactive and microphone is None else None
     sinks: list[AudioSink] = []
     if synthesizer is not None:
         if config.save_audio is not None:
             sinks.append(make_sink("wav", str(config.save_audio)))
         if config.play:
-            if echo is not None:
+            if interactive:
                 from talkgpt4all.audio.devices import SpeakerSink
 
-                sinks.append(SpeakerSink(config.output_device, far=echo.far))
+                far = echo.far if echo is not None else None
+                notify = line.note if line is not None else None
+                sinks.append(SpeakerSink(config.output_device, far=far, watch=watch, notify=notify))
             else:
                 sinks.append(make_sink("device", config.output_device))
     turn_model = None
@@ -103,9 +129,9 @@ def run(
         from talkgpt4all.audio.devices import MicRecorder, MicStream
 
         if config.vad:
-            microphone = MicStream(config.input_device, echo=echo)
+            microphone = MicStream(config.input_device, echo=echo, watch=watch)
         else:
-            recorder = MicRecorder(config.input_device)
+            recorder = MicRecorder(config.input_device, watch=watch)
 
     transcriber = None
     if not config.text:
@@ -132,9 +158,6 @@ def run(
     )
     chat = llm.make_chat_model(config.llm, settings)
 
-    from talkgpt4all.status import StatusLine
-
-    line = StatusLine(err) if interactive else None
     conversation = Conversation(config.system_prompt)
     for turn in past:
         if turn.reply:  # the same rule as a live turn: kept if anything was said
@@ -186,6 +209,16 @@ def run(
         return loops.push_to_talk(session, recorder, keys, err, speculate=config.speculate, status=line)
     finally:
         session.close()
+
+
+def device_watch(line: StatusLine | None) -> PulseWatch | None:
+    """A watch on the sound server's devices, telling the user on the status line; None without one."""
+    from talkgpt4all.audio.watch import PulseWatch
+
+    watch = PulseWatch.start()
+    if watch is not None and line is not None:
+        watch.notify = line.note
+    return watch
 
 
 def echo_canceller(config: Config) -> EchoCanceller | None:

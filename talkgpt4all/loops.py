@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Protocol
 
+from talkgpt4all.audio import SAMPLE_RATE
 from talkgpt4all.errors import DeviceError, ExitCode, one_line
 from talkgpt4all.status import METER_FLOOR_DB, StatusLine, level_db
 
@@ -33,6 +34,7 @@ log = logging.getLogger("talkgpt4all")
 
 JOIN_TIMEOUT = 2.0  # seconds a thread gets to finish when the loop ends
 MIC_SILENT_TIMEOUT = 5.0  # seconds without a single block from the microphone: it has stopped working
+MIC_RETRY_SECONDS = 0.5  # while the microphone is gone: how often to look for it
 
 
 def decode_line(raw: bytes, number: int) -> str:
@@ -108,6 +110,13 @@ class Failure:
     error: BaseException
 
 
+@dataclass
+class MicGone:
+    """Push-to-talk: the microphone went away while recording."""
+
+    why: str
+
+
 Event = Line | Utterance | EndOfInput | Failure
 
 
@@ -123,12 +132,21 @@ class Inbox:
 
     def get(self) -> Event:
         """The next event. After the end of input, every call says so."""
+        event = self.get_or(lambda: None)
+        assert not isinstance(event, MicGone)
+        return event
+
+    def get_or(self, check: Callable[[], MicGone | None]) -> Event | MicGone:
+        """The next event, or what check finds first (it is asked a few times a second)."""
         while True:
             if self._ended and self._events.empty():
                 return EndOfInput()
             try:
                 event = self._events.get(timeout=0.1)  # short waits, so Ctrl-C gets through
             except queue.Empty:
+                found = check()
+                if found is not None:
+                    return found
                 continue
             if isinstance(event, EndOfInput):
                 self._ended = True
@@ -190,6 +208,9 @@ class Microphone(Protocol):
 
     def close(self) -> None: ...
 
+    # And, optionally (audio.devices.MicStream): lost() -> str | None, why the stream no longer hears
+    # the microphone it should; available() -> bool, whether a stream opened now would.
+
 
 class Listener:
     """Hands-free: cuts the microphone stream into utterances on its own thread, into the inbox.
@@ -211,11 +232,12 @@ class Listener:
         on_pause: Callable[[np.ndarray], None] | None = None,  # a pause began: the utterance so far
         on_resume: Callable[[], None] | None = None,  # and speech went on after it
         far: FarEnd | None = None,  # with echo cancellation: what the speakers play
+        notify: Callable[[str], None] = lambda text: None,  # a one-line notice (the microphone came or went)
     ) -> None:
         from talkgpt4all.audio.vad import Segmenter
 
         self.mic, self.inbox, self.barge_in, self.clock = mic, inbox, barge_in, clock
-        self.far = far
+        self.far, self.notify = far, notify
         self.level = METER_FLOOR_DB  # of the last piece heard, in dBFS: the status line's meter
         self.replying = threading.Event()
         self._stopping = threading.Event()
@@ -237,16 +259,27 @@ class Listener:
         last_sound = time.monotonic()
         # When each recent piece was recorded: the turn's clock starts at its last voiced piece.
         recorded: deque[float] = deque(maxlen=10_000)
+        lost = getattr(self.mic, "lost", lambda: None)
+        gone: str | None = None  # why the microphone went away, until it sends again
         try:
             while not self._stopping.is_set():
                 chunk = self.mic.read()
-                if chunk is None:
-                    if time.monotonic() - last_sound > MIC_SILENT_TIMEOUT:
-                        raise DeviceError(
-                            f"the microphone sent nothing for {MIC_SILENT_TIMEOUT:.0f} s: is it still "
-                            "connected? Check it (see --list-devices), then start again"
-                        )
+                why = lost()
+                if why is None and chunk is None and time.monotonic() - last_sound > MIC_SILENT_TIMEOUT:
+                    why = f"it sent nothing for {MIC_SILENT_TIMEOUT:.0f} s"
+                if why is not None:
+                    if gone is None:
+                        gone = why
+                        self.notify(f"The microphone is gone ({why}): waiting for it to come back…")
+                        segmenter.reset()
+                    self._reopen()
+                    last_sound = time.monotonic()
                     continue
+                if chunk is None:
+                    continue
+                if gone is not None:
+                    gone = None
+                    self.notify("The microphone is back: listening again.")
                 last_sound = time.monotonic()
                 self.level = level_db(chunk)
                 recorded.append(self.mic.captured_at)
@@ -263,6 +296,23 @@ class Listener:
                     self.inbox.put(Utterance(utterance, ended, endpoint=decided - ended))
         except BaseException as exc:
             self.inbox.put(Failure(exc))
+
+    def _reopen(self) -> None:
+        """Close the microphone's stream, and open it again once the microphone it should hear is there
+        (or, without a way to tell, try it), unless the listener is stopping first."""
+        try:
+            self.mic.close()
+        except Exception as exc:  # a device already gone cannot be closed cleanly; nothing is lost
+            log.debug("closing the microphone: %s", exc)
+        available = getattr(self.mic, "available", lambda: True)
+        while not self._stopping.wait(MIC_RETRY_SECONDS):
+            if not available():
+                continue
+            try:
+                self.mic.start()
+                return
+            except DeviceError as exc:
+                log.debug("the microphone is not back yet: %s", exc)
 
     def stop(self) -> None:
         self._stopping.set()
@@ -385,11 +435,22 @@ def push_to_talk(
             if not isinstance(event, Line) or event.text.strip():
                 _reply_to(session, keyboard, event)
                 continue
-            audio, speech_end, after = _record(recorder, inbox, line, session if speculate else None)
+            if not getattr(recorder, "available", lambda: True)():
+                line.note("The microphone is not there: connect it, then press Enter again.")
+                continue
+            try:
+                audio, speech_end, after = _record(recorder, inbox, line, session if speculate else None)
+            except DeviceError as exc:  # it could not be opened
+                line.note(f"The microphone is not there ({exc}): connect it, then press Enter again.")
+                continue
             if isinstance(after, EndOfInput):
                 return ExitCode.OK
             if isinstance(after, Failure):
                 raise _failure(after)
+            if isinstance(after, MicGone):
+                line.note(f"The microphone is gone ({after.why}): the recording stopped there.")
+                if len(audio) < SAMPLE_RATE // 4:
+                    continue
             if isinstance(after, Line) and after.text.strip():
                 pending = after  # typed while recording: the next turn, after the spoken one
             line.show("thinking")
@@ -400,15 +461,16 @@ def push_to_talk(
 
 def _record(
     rec: Recorder, inbox: Inbox, status: StatusLine, session: Session | None = None
-) -> tuple[np.ndarray, float, Event]:
-    """Record until the next line (or the end of input), with a live level meter. Returns the audio,
-    when speech ended, and the event that ended the recording. With a session, its work starts in the
-    user's pauses."""
+) -> tuple[np.ndarray, float, Event | MicGone]:
+    """Record until the next line (or the end of input, or the microphone going away), with a live
+    level meter. Returns the audio, when speech ended, and the event that ended the recording. With a
+    session, its work starts in the user's pauses."""
     rec.start()
+    lost = getattr(rec, "lost", lambda: None)
     watcher = RecordingWatcher(rec, session.speculate, session.cancel_speculation) if session else None
     status.show("recording", level=lambda: getattr(rec, "level", METER_FLOOR_DB))
     try:
-        event = inbox.get()
+        event = inbox.get_or(lambda: MicGone(why) if (why := lost()) is not None else None)
     finally:
         speech_end = time.perf_counter()
         audio = rec.stop()
@@ -457,6 +519,7 @@ def hands_free(
         on_pause=session.speculate if speculate else None,
         on_resume=session.cancel_speculation if speculate else None,
         far=far,
+        notify=line.note,
     )
     listener.start()
     try:

@@ -100,6 +100,17 @@ class StatusLine:
                 self._write("\r\x1b[2K")
                 self._drawn = False
 
+    def note(self, text: str) -> None:
+        """A one-line notice, from any thread (a device came or went): printed above the line, which
+        stays as it was."""
+        with self._lock:
+            if self._drawn:
+                self._write("\r\x1b[2K")
+                self._drawn = False
+            self._write(text + "\n")
+            if self.terminal and self._state is not None:
+                self._draw()
+
     def close(self) -> None:
         self.clear()
         self._closed = True

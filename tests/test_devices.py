@@ -394,3 +394,103 @@ def test_without_echo_cancelling_a_reply_on_speakers_interrupts_itself(echo_benc
         stderr = chat.close()
     assert first["interrupted"] is True, first
     assert "echo cancellation:" not in stderr  # no canceller ran
+
+
+# ------------------------------------------------------------------------------ devices that come and go
+# A sink's module unloaded is a device unplugged: PulseAudio moves our stream to whatever is left (here
+# the other null sink, or its monitor), and says nothing to PortAudio. Loaded again, it is plugged back.
+
+
+@pytest.fixture
+def own_pulse(tmp_path: Path) -> Iterator[dict[str, str]]:
+    """A PulseAudio server of the test's own, with "mic" and "spk", so unplugging them harms no other."""
+    _require_tools()
+    sys.path.insert(0, str(ROOT / "bench"))
+    from devices import pulse_server
+
+    with pulse_server(tmp_path / "pulse") as env:
+        yield env
+
+
+def unplug(env: dict[str, str], sink: str) -> None:
+    modules = subprocess.run(
+        ["pactl", "list", "short", "modules"], env=env, capture_output=True, text=True, check=True
+    ).stdout
+    [index] = [line.split("\t")[0] for line in modules.splitlines() if f"sink_name={sink}" in line]
+    subprocess.run(["pactl", "unload-module", index], env=env, check=True)
+
+
+def plug(env: dict[str, str], sink: str) -> None:
+    subprocess.run(
+        ["pactl", "load-module", "module-null-sink", f"sink_name={sink}"],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+
+
+def quit_cleanly(app: Tmux) -> str:
+    """Ctrl-D: the program ends at once, with exit code 0 (no thread of the lost device holds it)."""
+    subprocess.run(["tmux", "send-keys", "-t", app.name, "C-d"], env=app.env, check=True)
+    return app.wait_for("EXITED 0", timeout=20)
+
+
+@pytest.mark.slow
+def test_a_microphone_unplugged_mid_session_is_waited_for_and_heard_again(own_pulse, tmp_path: Path):
+    question = speak_to_file("What is the capital of France?", tmp_path / "q.wav")
+    app, env = start_chat(own_pulse, "--vad")
+    try:
+        app.wait_for("Listening", timeout=120)
+        unplug(env, "mic")
+        app.wait_for("The microphone is gone (mic.monitor is gone): waiting for it to come back…", timeout=10)
+        # Meanwhile the stream is closed, not left on the speaker's monitor, where it would hear replies.
+        plug(env, "mic")
+        app.wait_for("The microphone is back: listening again.", timeout=10)
+        subprocess.run(["paplay", "--device=mic", str(question)], env=env, check=True)
+        screen = app.wait_for("AI: ", timeout=60)
+        you = [line for line in screen.splitlines() if "You: " in line]
+        assert len(you) == 1 and "capital" in you[0].lower(), screen
+        app.wait_for_below("AI: ", "Listening", timeout=120)
+        screen = quit_cleanly(app)
+    finally:
+        app.kill()
+    assert screen.count("The microphone is gone") == 1 and "Traceback" not in screen, screen
+
+
+@pytest.mark.slow
+def test_a_speaker_unplugged_mid_reply_stops_it_there_and_plays_again_once_back(own_pulse, tmp_path: Path):
+    question = speak_to_file("Tell me a long story about a dragon.", tmp_path / "q.wav")
+    transcript = tmp_path / "turns.jsonl"
+    app, env = start_chat(
+        own_pulse,
+        "--vad",
+        "--no-aec",
+        "--language",
+        "en",
+        "--max-tokens",
+        "300",
+        "--transcript",
+        str(transcript),
+        *STORY,
+    )
+    try:
+        app.wait_for("Listening", timeout=120)
+        speaker = Speaker(env, tmp_path / "before.raw")
+        subprocess.run(["paplay", "--device=mic", str(question)], env=env, check=True)
+        speaker.wait_for_sound(timeout=60)
+        unplug(env, "spk")
+        app.wait_for("the speaker is gone", timeout=15)
+        app.wait_for_below("the speaker is gone", "Listening", timeout=120)
+        plug(env, "spk")
+        speaker = Speaker(env, tmp_path / "after.raw")
+        subprocess.run(["paplay", "--device=mic", str(question)], env=env, check=True)
+        speaker.wait_for_sound(timeout=60)  # the next reply is heard
+        # Said before the next reply is written, not in the middle of it.
+        app.wait_for_below("The speaker is back: replies are spoken again.", "AI: ", timeout=10)
+        screen = quit_cleanly(app)
+    finally:
+        app.kill()
+    assert "Traceback" not in screen, screen
+    first = json.loads(transcript.read_text().splitlines()[0])
+    # The reply as far as it was heard: cut off, with the reason, and not empty.
+    assert "speaker is gone" in first.get("error", "") and first["reply"], first

@@ -137,6 +137,42 @@ def test_ctrl_d_while_recording_quits_cleanly():
     assert recorder.stops == 1 and chat.calls == []  # the recording was dropped, nothing was sent
 
 
+def test_push_to_talk_a_microphone_gone_mid_recording_keeps_what_was_said_and_waits_for_it():
+    """The recording stops where the microphone went away, and what was said is the turn. Until the
+    microphone is back, Enter says so (one line) instead of recording nothing."""
+
+    class VanishingRecorder(FakeRecorder):
+        gone: str | None = None
+
+        def lost(self) -> str | None:
+            return self.gone
+
+        def available(self) -> bool:
+            return self.gone is None
+
+    keys, recorder, display = Keys(), VanishingRecorder(), FakeDisplay()
+    chat = FakeChat().enqueue("Paris.", "Rome.")
+    session = make_session(chat, display, transcriber=FakeTranscriber("capital of France?"))
+    err = io.StringIO()
+    thread, outcome = in_thread(lambda: loops.push_to_talk(session, recorder, keys.stream, err))
+    keys.type("\n")  # Enter: start talking
+    assert recorder.started.wait(5)
+    recorder.gone = "headset is gone"  # unplugged while the user speaks
+    wait_until(lambda: "AI: Paris." in display.lines)
+    recorder.started.clear()
+    keys.type("\n")  # Enter again, with no microphone
+    wait_until(lambda: "The microphone is not there" in err.getvalue())
+    recorder.gone = None
+    keys.type("\n")  # back: Enter records
+    assert recorder.started.wait(5)
+    keys.type("\n")
+    wait_until(lambda: "AI: Rome." in display.lines)
+    keys.ctrl_d()
+    assert finished(thread, outcome) == ExitCode.OK
+    assert "The microphone is gone (headset is gone): the recording stopped there." in err.getvalue()
+    assert display.lines[0] == "You: capital of France?" and recorder.stops == 2
+
+
 def test_a_line_typed_during_a_reply_stops_it_and_is_the_next_turn():
     chat = GatedChat().enqueue("Second answer.")  # after the gated story
     keys, display, thread, outcome = story_under_way(chat)
@@ -247,9 +283,11 @@ class FakeMic:
         self.fail, self.position, self.closed = fail, 0, False
         self.silent = False  # True: a device that stopped sending anything
         self.captured_at = 0.0
+        self.starts = 0
 
     def start(self) -> None:
-        pass
+        self.starts += 1
+        self.closed = False
 
     def read(self, timeout: float = 0.1) -> np.ndarray | None:
         if self.fail is not None:
@@ -271,7 +309,13 @@ def energy_vad(chunk: np.ndarray) -> float:
     return 1.0 if float(np.abs(chunk).max()) > 0.1 else 0.0
 
 
-def hands_free(session: Session, mic: FakeMic, keys: Keys, monkeypatch: pytest.MonkeyPatch):
+def hands_free(
+    session: Session,
+    mic: FakeMic,
+    keys: Keys,
+    monkeypatch: pytest.MonkeyPatch,
+    err: io.StringIO | None = None,
+):
     import talkgpt4all.audio.vad as vad
 
     original = vad.Segmenter
@@ -281,7 +325,7 @@ def hands_free(session: Session, mic: FakeMic, keys: Keys, monkeypatch: pytest.M
 
     monkeypatch.setattr(vad, "Segmenter", with_energy_vad)
     return in_thread(
-        lambda: loops.hands_free(session, mic, VadOptions(silence_ms=200), keys.stream, io.StringIO())
+        lambda: loops.hands_free(session, mic, VadOptions(silence_ms=200), keys.stream, err or io.StringIO())
     )
 
 
@@ -309,14 +353,28 @@ def test_hands_free_a_dying_listener_ends_the_loop_with_one_error(monkeypatch):
     assert listener_threads() == []
 
 
-def test_hands_free_a_microphone_that_goes_silent_is_reported(monkeypatch):
+def test_hands_free_a_microphone_that_goes_away_is_waited_for_and_heard_again(monkeypatch):
+    """A microphone that stops sending (unplugged, where no sound server says so) is one notice, not
+    the end of the session: its stream is reopened until it sends again, and then it is listened to."""
     monkeypatch.setattr(loops, "MIC_SILENT_TIMEOUT", 0.3)
-    session = make_session(FakeChat(), FakeDisplay(), transcriber=FakeTranscriber("x"))
+    monkeypatch.setattr(loops, "MIC_RETRY_SECONDS", 0.05)
+    chat, display, keys, err = FakeChat().enqueue("Paris."), FakeDisplay(), Keys(), io.StringIO()
+    session = make_session(chat, display, transcriber=FakeTranscriber("capital of France?"))
     mic = FakeMic()
     mic.silent = True
-    thread, outcome = hands_free(session, mic, Keys(), monkeypatch)
-    error = finished(thread, outcome)
-    assert isinstance(error, DeviceError) and "microphone sent nothing" in str(error)
+    thread, outcome = hands_free(session, mic, keys, monkeypatch, err)
+    wait_until(lambda: "The microphone is gone (it sent nothing for 0 s)" in err.getvalue())
+    wait_until(lambda: mic.starts >= 3)  # tried again, and again: still nothing
+    mic.audio, mic.silent = np.concatenate([np.zeros(8000, np.float32), loud(1.0)]), False
+    wait_until(lambda: "AI: Paris." in display.lines)
+    notices = [line for line in err.getvalue().splitlines() if "microphone" in line]
+    assert notices == [
+        "The microphone is gone (it sent nothing for 0 s): waiting for it to come back…",
+        "The microphone is back: listening again.",
+    ], notices
+    keys.ctrl_d()
+    assert finished(thread, outcome) == ExitCode.OK
+    assert mic.closed and listener_threads() == []
 
 
 def test_hands_free_a_typed_line_is_a_turn(monkeypatch):

@@ -8,6 +8,7 @@ import sys
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
@@ -22,6 +23,7 @@ from talkgpt4all.audio.echo import (
     Timeline,
     near_db,
 )
+from talkgpt4all.audio.watch import PulseWatch
 from talkgpt4all.errors import DeviceError, MissingDependencyError
 from talkgpt4all.status import METER_FLOOR_DB, level_db
 
@@ -119,12 +121,13 @@ class _Microphone:
 
     blocksize = 0  # let PortAudio choose
 
-    def __init__(self, device: str | None = None) -> None:
+    def __init__(self, device: str | None = None, watch: PulseWatch | None = None) -> None:
         self._sd = sounddevice()
         self.device = find_device(device, "input")
         self._rate = SAMPLE_RATE
         self._stream: Any = None
         self._clock = StreamClock()
+        self.watch = watch  # where the sound server has the stream (see watch.py)
 
     def _take(self, chunk: np.ndarray, recorded: float) -> None:
         raise NotImplementedError
@@ -145,6 +148,7 @@ class _Microphone:
 
     def _open(self) -> None:
         sd = self._sd
+        self._clock = StreamClock()  # a new stream's times need their own offset
         try:
             self._stream = self._make_stream(SAMPLE_RATE)
         except sd.PortAudioError:
@@ -155,6 +159,20 @@ class _Microphone:
             except sd.PortAudioError as exc:
                 raise DeviceError(f"cannot open the microphone: {exc}: check --input-device") from exc
         self._stream.start()
+        if self.watch is not None:
+            self.watch.opened("input")
+
+    def lost(self) -> str | None:
+        """Why the open stream no longer hears the microphone it should (it is gone, or the sound server
+        moved the stream off it), or None."""
+        if self._stream is not None and not self._stream.active:
+            return "its stream stopped"
+        return self.watch.lost("input") if self.watch is not None else None
+
+    def available(self) -> bool:
+        """Whether a stream opened now would hear the microphone it should (always, without a watch:
+        then opening it is the test)."""
+        return self.watch.available("input") if self.watch is not None else True
 
     def _make_stream(self, rate: int) -> Any:
         self._rate = rate
@@ -178,8 +196,8 @@ class _Microphone:
 class MicRecorder(_Microphone):
     """Push-to-talk recording: everything between start() and stop()."""
 
-    def __init__(self, device: str | None = None) -> None:
-        super().__init__(device)
+    def __init__(self, device: str | None = None, watch: PulseWatch | None = None) -> None:
+        super().__init__(device, watch)
         self._chunks: list[np.ndarray] = []
         self._frames = 0
         self.level = METER_FLOOR_DB
@@ -221,9 +239,13 @@ class MicStream(_Microphone):
     """
 
     def __init__(
-        self, device: str | None = None, chunk: int = 512, echo: EchoCanceller | None = None
+        self,
+        device: str | None = None,
+        chunk: int = 512,
+        echo: EchoCanceller | None = None,
+        watch: PulseWatch | None = None,
     ) -> None:
-        super().__init__(device)
+        super().__init__(device, watch)
         self.blocksize = chunk
         self._chunk = chunk
         self.echo = echo
@@ -292,11 +314,24 @@ class SpeakerSink:
     any thread: the queued samples are dropped, and the device plays only what it already holds. A
     device that stops taking audio (unplugged, a sound server that hangs) is a DeviceError within
     STALL_SECONDS, never a write that waits forever.
+
+    With a watch on the sound server, a speaker that goes away mid-reply (or that the server moved the
+    stream off) stops the reply there, as a DeviceError. Until it is back, replies are not played (they
+    are still shown); the first write after it is back plays again, and notify says so.
     """
 
-    def __init__(self, device: str | None = None, far: FarEnd | None = None) -> None:
+    def __init__(
+        self,
+        device: str | None = None,
+        far: FarEnd | None = None,
+        watch: PulseWatch | None = None,
+        notify: Callable[[str], None] | None = None,
+    ) -> None:
         self._sd = sounddevice()
         self.device = find_device(device, "output")
+        self.watch = watch
+        self.notify = notify or (lambda text: log.warning("%s", text))
+        self._gone: str | None = None  # why the speaker went away, until it is back
         self._lock = threading.Lock()  # guards _queued, _stopped and _taken, shared with the callback
         self._queued = np.zeros(0, np.float32)
         # With echo cancellation: the same audio at 16 kHz, handed to `far` as it plays.
@@ -364,6 +399,8 @@ class SpeakerSink:
             self._timeline = Timeline(rate)
             self._clock = StreamClock()
             self._stream.start()
+            if self.watch is not None:
+                self.watch.opened("output")
         except self._sd.PortAudioError as exc:
             self._stream = None
             raise DeviceError(f"cannot play on the speaker: {exc}: check --output-device") from exc
@@ -374,6 +411,15 @@ class SpeakerSink:
         self._ensure_stream(sample_rate)
 
     def begin_reply(self, turn: int) -> None:
+        # Before the reply is written: whether the speaker went away since the last one, or came back.
+        why = self._lost()
+        if why is not None and self._gone is None:
+            self.close()
+            self._gone = why
+            self.notify(f"The speaker is gone ({why}): replies are shown, not spoken, until it is back.")
+        elif self._gone is not None and self.watch is not None and self.watch.available("output"):
+            self._gone = None
+            self.notify("The speaker is back: replies are spoken again.")
         with self._lock:
             self._stopped = False
             self._queued = np.zeros(0, np.float32)  # nothing of an earlier reply plays in this one
@@ -381,7 +427,22 @@ class SpeakerSink:
             self._played = self._played16 = 0
             self._drained.set()
 
+    def _lost(self) -> str | None:
+        return self.watch.lost("output") if self.watch is not None else None
+
+    def _went_away(self, why: str) -> DeviceError:
+        """The speaker is gone: the reply stops where the user heard it."""
+        self.stop()
+        self.close()  # reopened once it is back
+        self._gone = why
+        return DeviceError(
+            f"the speaker is gone ({why}): the reply stopped there; replies are shown, not spoken, until it "
+            "is back"
+        )
+
     def write(self, audio: Audio) -> None:
+        if self._gone is not None:
+            return  # shown, not spoken
         self._ensure_stream(audio.sample_rate)
         with self._lock:
             if self._stopped:
@@ -401,12 +462,17 @@ class SpeakerSink:
             if progressed:
                 since = time.monotonic()
             elif time.monotonic() - since > STALL_SECONDS:
+                if self.watch is not None:
+                    raise self._went_away(f"it took no audio for {STALL_SECONDS:.0f} s")
                 self.stop()
                 self.close()  # reopened at the next reply, in case the device comes back
                 raise DeviceError(
                     f"the speaker stopped playing (took no audio for {STALL_SECONDS:.0f} s): "
                     "is it still connected? Check it, pick another with --output-device, or use --no-play"
                 )
+            why = self._lost()
+            if why is not None:
+                raise self._went_away(why)
 
     def end_reply(self) -> None:
         # The stream stays open between replies (it plays silence): closing it could cut off what the
