@@ -494,3 +494,50 @@ def test_a_speaker_unplugged_mid_reply_stops_it_there_and_plays_again_once_back(
     first = json.loads(transcript.read_text().splitlines()[0])
     # The reply as far as it was heard: cut off, with the reason, and not empty.
     assert "speaker is gone" in first.get("error", "") and first["reply"], first
+
+
+@pytest.mark.slow
+def test_with_no_microphone_named_the_new_default_is_taken_but_never_the_speakers_monitor(own_pulse):
+    """No PULSE_SOURCE: the headset unplugged, the laptop's microphone (the server's new default) is
+    used, and the user is told. With only the speakers' monitors left, the program waits rather than
+    listen to its own replies, and takes the next microphone that comes."""
+
+    def pactl(*args: str) -> str:
+        return subprocess.run(
+            ["pactl", *args], env=own_pulse, capture_output=True, text=True, check=True
+        ).stdout
+
+    pactl("load-module", "module-null-source", "source_name=laptop")
+    pactl("load-module", "module-null-source", "source_name=headset")
+    pactl("set-default-source", "headset")
+
+    def unplug_source(name: str) -> None:
+        modules = pactl("list", "short", "modules").splitlines()
+        [index] = [line.split("\t")[0] for line in modules if f"source_name={name}" in line]
+        pactl("unload-module", index)
+
+    env = {**own_pulse, "PULSE_SINK": "spk", "TERM": "xterm"}
+    app = Tmux(env, [sys.executable, str(ROOT / "chat.py"), *CHAT_ON_DEVICES, "--vad", "--no-aec"])
+    try:
+        app.wait_for("Listening", timeout=120)
+        unplug_source("headset")
+        app.wait_for("The microphone headset is gone: now using laptop.", timeout=10)
+        unplug_source("laptop")  # only the sinks' monitors are left
+        app.wait_for("The microphone is gone (laptop is gone): waiting for it to come back…", timeout=10)
+        pactl("load-module", "module-null-source", "source_name=usb")
+        pactl("set-default-source", "usb")
+        app.wait_for("The microphone is back: listening again.", timeout=10)
+        outputs = pactl("list", "source-outputs")
+        assert "ALSA plug-in" in outputs and f"Source: {source_index(pactl, 'usb')}" in outputs, outputs
+        screen = quit_cleanly(app)
+    finally:
+        app.kill()
+    assert "Traceback" not in screen, screen
+
+
+def source_index(pactl, name: str) -> str:
+    for line in pactl("list", "short", "sources").splitlines():
+        index, source = line.split("\t")[:2]
+        if source == name:
+            return index
+    raise AssertionError(f"no source {name}")

@@ -37,6 +37,7 @@ class Place:
     named: str | None  # the device the user named, if any
     monitor_ok: bool = False  # the stream began on a monitor, so one is what the user wants
     device: str | None = None  # where the server has the stream now (None: no stream of ours)
+    expected: str | None = None  # the server's default when the stream was opened
     lost: str | None = None  # why the stream is not where it should be, once it is not
 
 
@@ -59,6 +60,7 @@ class PulseWatch:
             "output": Place(os.environ.get("PULSE_SINK") or None),
         }
         self._available = {"input": True, "output": True}
+        self._defaults: dict[str, str | None] = {"input": None, "output": None}  # as last seen
         self._stop = threading.Event()
         self._seen = threading.Event()  # set after each look at the server
         self._thread = threading.Thread(target=self._watch, name="device-watch", daemon=True)
@@ -100,7 +102,7 @@ class PulseWatch:
         """A stream of this kind was (re)opened: where it lands is where it should be, unless named."""
         with self._lock:
             place = self._places[kind]
-            place.device, place.lost = None, None
+            place.device, place.lost, place.expected = None, None, self._defaults[kind]
 
     def close(self) -> None:
         self._stop.set()
@@ -146,6 +148,7 @@ class PulseWatch:
             o for o in pulse.sink_input_list() if o.proplist.get("application.process.id") == self._pid
         ]
         with self._lock:
+            self._defaults = {"input": info.default_source_name, "output": info.default_sink_name}
             self._update(
                 "input",
                 [sources[o.source].name for o in ours_in if o.source in sources],
@@ -166,9 +169,13 @@ class PulseWatch:
     ) -> None:
         place = self._places[kind]
         now = where[0] if where else None
-        if now is not None and place.device is None and place.lost is None:
-            place.monitor_ok = now in monitors  # where a new stream landed: the user's choice
-        was, place.device = place.device, now
+        was = place.device
+        if now is not None and was is None and place.lost is None:
+            # A new stream: it should be on the default of when it was opened, the user's choice. (The
+            # server may have moved it already, before this first look.)
+            was = place.expected or now
+            place.monitor_ok = was in monitors
+        place.device = now
         if place.named is not None:
             ok = place.named in devices
             if now is not None and now != place.named:
@@ -181,4 +188,7 @@ class PulseWatch:
             place.lost = place.lost or f"{was or 'it'} is gone"
         elif was is not None and now is not None and now != was and place.lost is None:
             # The server took its new default for us, as it should: the user hears of it.
-            self.notify(f"The {WHAT[kind]} {was} is gone: now using {now}.")
+            if was in devices:  # moved by the user's sound settings
+                self.notify(f"The {WHAT[kind]} is now {now} (it was {was}).")
+            else:
+                self.notify(f"The {WHAT[kind]} {was} is gone: now using {now}.")
