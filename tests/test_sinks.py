@@ -6,6 +6,7 @@ import threading
 import time
 import types
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pytest
@@ -18,14 +19,23 @@ from talkgpt4all.errors import DeviceError
 
 
 class FakeOutputStream:
-    """PortAudio's output stream: a thread that calls back for 10 ms blocks, until it hangs or stops."""
+    """PortAudio's output stream: a thread that calls back for 10 ms blocks, until it hangs or stops.
+    The device holds 8 blocks (80 ms) before they are heard: stop() plays them out, abort() drops them."""
 
     hung = False  # set on the class: a device that stops calling back (unplugged, a stuck sound server)
+    streams: ClassVar[list[FakeOutputStream]] = []
 
     def __init__(self, samplerate, channels, dtype, device, callback, latency) -> None:
         self.callback, self.rate = callback, samplerate
-        self.played: list[np.ndarray] = []
+        self.played: list[np.ndarray] = []  # heard
+        self.held: list[np.ndarray] = []  # in the device, not heard yet
         self._running = threading.Event()
+        self._pumping = threading.Lock()
+        FakeOutputStream.streams.append(self)
+
+    @property
+    def active(self) -> bool:
+        return self._running.is_set()
 
     def start(self) -> None:
         self._running.set()
@@ -34,14 +44,25 @@ class FakeOutputStream:
     def _pump(self) -> None:
         frames = self.rate // 100
         while self._running.is_set():
-            if not FakeOutputStream.hung:
-                out = np.zeros((frames, 1), np.float32)
-                self.callback(out, frames, None, None)
-                self.played.append(out[:, 0].copy())
+            with self._pumping:
+                if not FakeOutputStream.hung and self._running.is_set():
+                    out = np.zeros((frames, 1), np.float32)
+                    self.callback(out, frames, None, None)
+                    self.held.append(out[:, 0].copy())
+                    if len(self.held) > 8:
+                        self.played.append(self.held.pop(0))
             time.sleep(0.01)
 
     def stop(self) -> None:
         self._running.clear()
+        with self._pumping:
+            self.played += self.held
+            self.held = []
+
+    def abort(self) -> None:
+        self._running.clear()
+        with self._pumping:
+            self.held = []
 
     def close(self) -> None:
         pass
@@ -78,6 +99,33 @@ def test_a_speaker_that_stops_taking_audio_is_an_error_not_a_hang(fake_portaudio
     FakeOutputStream.hung = False
     sink.begin_reply(2)
     sink.write(tone(0.05))  # the next reply opens the device again and plays
+    sink.close()
+
+
+def test_a_reply_stopped_goes_silent_at_once_and_the_next_one_plays(fake_portaudio):
+    """Stopped (the user talked over it, or pressed Enter): not even what the device already held is
+    heard; the next reply plays on the same stream."""
+    sink = devices_module.SpeakerSink()
+    sink.prepare(16000)
+    [stream] = FakeOutputStream.streams[-1:]
+    sink.begin_reply(1)
+    writer = threading.Thread(target=sink.write, args=(tone(2.0),))
+    writer.start()
+    deadline = time.monotonic() + 5
+    while sum(float(np.abs(b).sum()) > 0 for b in stream.played) < 5:  # the reply is heard
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    sink.stop()
+    heard = sum(float(np.abs(b).sum()) > 0 for b in stream.played)
+    writer.join(5)
+    time.sleep(0.1)
+    assert sum(float(np.abs(b).sum()) > 0 for b in stream.played) <= heard + 1  # nothing held played on
+    sink.begin_reply(2)
+    before = len(stream.played)
+    sink.write(tone(0.2))
+    time.sleep(0.15)
+    assert any(float(np.abs(b).sum()) > 0 for b in stream.played[before:])  # the next reply is heard
+    assert FakeOutputStream.streams[-1] is stream  # on the same stream, started again
     sink.close()
 
 

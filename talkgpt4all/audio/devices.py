@@ -333,6 +333,7 @@ class SpeakerSink:
         self.notify = notify or (lambda text: log.warning("%s", text))
         self._gone: str | None = None  # why the speaker went away, until it is back
         self._lock = threading.Lock()  # guards _queued, _stopped and _taken, shared with the callback
+        self._streaming = threading.RLock()  # one thread at a time starts, aborts or closes the stream
         self._queued = np.zeros(0, np.float32)
         # With echo cancellation: the same audio at 16 kHz, handed to `far` as it plays.
         self.far = far
@@ -381,8 +382,24 @@ class SpeakerSink:
         self.far.played(start, piece)
 
     def _ensure_stream(self, rate: int) -> None:
-        if self._stream is not None and self._rate == rate:
-            return
+        with self._streaming:
+            if self._stream is not None and self._rate == rate:
+                if not self._stream.active:  # stop() dropped what it held: play again
+                    self._restart()
+                return
+            self._open(rate)
+
+    def _restart(self) -> None:
+        # The same device and path, so the echo canceller's filter holds: a new timeline, not a skip.
+        self._timeline = Timeline(self._rate)
+        self._clock = StreamClock()
+        try:
+            self._stream.start()
+        except self._sd.PortAudioError as exc:
+            self.close()
+            raise DeviceError(f"cannot play on the speaker: {exc}: check --output-device") from exc
+
+    def _open(self, rate: int) -> None:
         self.close()
         try:
             # The device holds OUTPUT_LATENCY of audio: enough that playback does not starve while the
@@ -486,12 +503,24 @@ class SpeakerSink:
             self._queued16 = np.zeros(0, np.float32)
             self._played = self._played16 = 0
             self._drained.set()
+        # What the device and the sound server already hold would play on (OUTPUT_LATENCY, and the
+        # server's own buffer): drop it too, so that a user who talks over a reply hears it stop at
+        # once. The stream starts again at the next write. (Outside self._lock: aborting waits for the
+        # callback, which takes it.)
+        with self._streaming:
+            stream = self._stream
+            if stream is not None and stream.active:
+                try:
+                    stream.abort()
+                except self._sd.PortAudioError as exc:
+                    log.debug("stopping the speaker: %s", exc)
 
     def close(self) -> None:
-        stream, self._stream = self._stream, None
-        if stream is not None:
-            try:
-                stream.stop()
-                stream.close()
-            except self._sd.PortAudioError as exc:  # a device already gone cannot be stopped cleanly
-                log.debug("closing the speaker: %s", exc)
+        with self._streaming:
+            stream, self._stream = self._stream, None
+            if stream is not None:
+                try:
+                    stream.stop()
+                    stream.close()
+                except self._sd.PortAudioError as exc:  # a device already gone cannot be stopped cleanly
+                    log.debug("closing the speaker: %s", exc)
