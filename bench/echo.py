@@ -40,7 +40,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
 sys.path.insert(0, str(ROOT))
 
-from devices import Recording, StderrReader, first_sound, pulse_server  # noqa: E402
+from devices import Recording, StderrReader, first_sound, last_sound, pulse_server  # noqa: E402
 
 from latency import percentile  # noqa: E402
 
@@ -210,18 +210,15 @@ def long_replies(
     }
 
 
-def reply_stop(speaker: Recording, began: float) -> float | None:
-    """When the reply playing at time began stopped: the start of the first 0.4 s of silence after it
-    (a pause between two of its sentences is shorter; the answer to the question comes later)."""
+def reply_stop(speaker: Recording, began: float, until: float) -> float:
+    """When the reply playing at time began stopped for good: the end of its last sound before until
+    (the end of the question, before which the answer to it cannot begin). A pause between two of its
+    sentences, however long, is not a stop; a reply that was in such a pause when the question began,
+    and never went on, stopped at began."""
     samples = speaker.samples()
-    after = speaker.at(began)
-    tail = samples[after:]
-    windows = np.abs(tail[: len(tail) // 160 * 160]).reshape(-1, 160).max(axis=1)
-    silent = windows <= QUIET
-    for i in range(len(silent) - 40):
-        if silent[i : i + 40].all():
-            return speaker.time_of(after + i * 160)
-    return None
+    first, last = speaker.at(began), speaker.at(until)
+    loud = np.flatnonzero(np.abs(samples[first:last]) > QUIET)
+    return speaker.time_of(first + int(loud[-1]) + 1) if len(loud) else began
 
 
 def barge_ins(env: dict[str, str], work: Path, count: int, chat_args: list[str]) -> dict:
@@ -250,8 +247,9 @@ def barge_ins(env: dict[str, str], work: Path, count: int, chat_args: list[str])
             turns = chat.wait_turns(done + 2)
             time.sleep(0.5)
             start = first_sound(user.samples(), user.at(asked))
-            stopped = reply_stop(speaker, user.time_of(start)) if start is not None else None
-            if turns[done].get("interrupted") and stopped is not None and start is not None:
+            end = last_sound(user.samples(), start) if start is not None else None
+            if turns[done].get("interrupted") and start is not None and end is not None:
+                stopped = reply_stop(speaker, user.time_of(start), user.time_of(end) + 0.2)
                 reactions.append(stopped - user.time_of(start))
             else:
                 missed += 1
