@@ -40,7 +40,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
 sys.path.insert(0, str(ROOT))
 
-from devices import Recording, StderrReader, first_sound, last_sound, pulse_server  # noqa: E402
+from devices import RATE, Recording, StderrReader, first_sound, last_sound, pulse_server  # noqa: E402
 
 from latency import percentile  # noqa: E402
 
@@ -51,6 +51,7 @@ STORY_REQUEST = "Tell me a long story about a dragon and a knight."
 QUESTION = "Tell me the capital city of France and its population."  # heard clean with one error
 TIMEOUT = 300.0
 QUIET = 0.01  # below this on the speaker's recording is silence
+PAUSED = 0.05  # s: a reply silent this long before the barge-in was decided was in a pause already
 
 
 def _pactl(env: dict[str, str], *args: str) -> str:
@@ -221,14 +222,31 @@ def reply_stop(speaker: Recording, began: float, until: float) -> float:
     return speaker.time_of(first + int(loud[-1]) + 1) if len(loud) else began
 
 
+def arrival(user: Recording, mic: Recording, start: int) -> float:
+    """When the question whose first sound is at sample start of the user's recording reached the
+    microphone, on the same clock. The combined sink plays it to both, but not always in step (by 0.1 s
+    and more): its first second is found in the microphone's recording (echo and all) by correlation."""
+    question = user.samples()[start : start + RATE]
+    around = mic.at(user.time_of(start) - 0.3)
+    heard = mic.samples()[around : around + len(question) + int(0.8 * RATE)]
+    n = 1 << (len(heard) + len(question)).bit_length()
+    score = np.fft.irfft(np.fft.rfft(heard, n) * np.conj(np.fft.rfft(question, n)), n)
+    lag = int(np.argmax(score[: len(heard) - len(question) + 1]))
+    return mic.time_of(around + lag)
+
+
 def barge_ins(env: dict[str, str], work: Path, count: int, chat_args: list[str]) -> dict:
-    """count questions asked two seconds into a reply: the time from the question's first sound to the
-    reply's last, and what the question was heard as."""
+    """count questions asked two seconds into a reply: the time from the question's first sound reaching
+    the microphone to the reply's last, and what the question was heard as."""
     request = speak(STORY_REQUEST, work / "story.wav")
     question = speak(QUESTION, work / "question.wav")
     speaker, user = Recording(env, "spk.monitor"), Recording(env, "userrec.monitor")
+    mic = Recording(env, "mic.monitor")
     chat = Chat(env, work, "--max-tokens", "220", *chat_args)
     reactions: list[float] = []
+    skews: list[float] = []  # how much later the microphone got each question than its recording
+    decisions: list[float] = []  # from the question reaching the microphone to the program's barge-in
+    paused = 0  # replies that were silent (between two sentences) before the barge-in stopped them
     heard: list[str] = []
     missed = 0
     try:
@@ -249,8 +267,18 @@ def barge_ins(env: dict[str, str], work: Path, count: int, chat_args: list[str])
             start = first_sound(user.samples(), user.at(asked))
             end = last_sound(user.samples(), start) if start is not None else None
             if turns[done].get("interrupted") and start is not None and end is not None:
-                stopped = reply_stop(speaker, user.time_of(start), user.time_of(end) + 0.2)
-                reactions.append(stopped - user.time_of(start))
+                began = arrival(user, mic, start)
+                skews.append(began - user.time_of(start))
+                ended = began + (end - start) / RATE
+                stopped = reply_stop(speaker, began, ended + 0.2)
+                reactions.append(stopped - began)
+                # When the program decided (its -v line, on the same clock): a reply already silent by then
+                # was in a pause between sentences (its speech fell behind), not stopped by the barge-in.
+                said = [float(t) for t in re.findall(r"the reply stops \(at ([0-9.]+)\)", chat.said.text)]
+                decided = next((t for t in said if t > began), None)
+                if decided is not None:
+                    decisions.append(decided - began)
+                    paused += stopped < decided - PAUSED
             else:
                 missed += 1
             heard.append(turns[done + 1]["user"])
@@ -259,11 +287,16 @@ def barge_ins(env: dict[str, str], work: Path, count: int, chat_args: list[str])
         chat.close()
         speaker.stop()
         user.stop()
+        mic.stop()
     return {
         "asked": count,
         "missed": missed,
         "reaction_p50": percentile(reactions, 0.5),
         "reactions": [round(r, 3) for r in reactions],
+        "question_skew": [round(s, 3) for s in skews],
+        "decision_p50": percentile(decisions, 0.5),
+        "decisions": [round(d, 3) for d in decisions],
+        "in_a_pause": paused,
         "heard": heard,
     }
 
@@ -418,7 +451,12 @@ def main() -> int:
         )
     b = figures["barge_in"]
     p50 = "-" if b["reaction_p50"] is None else f"{b['reaction_p50'] * 1000:.0f} ms"
-    print(f"barge-in: reaction p50 {p50} over {len(b['reactions'])} of {b['asked']}; heard: {b['heard']}")
+    decided = "-" if b["decision_p50"] is None else f"{b['decision_p50'] * 1000:.0f} ms"
+    print(
+        f"barge-in: reaction p50 {p50} over {len(b['reactions'])} of {b['asked']} (from each question "
+        f"reaching the microphone, {b['question_skew']} s after its clean recording), the program deciding "
+        f"at {decided} p50; {b['in_a_pause']} replies were in a pause already; heard: {b['heard']}"
+    )
     return 0
 
 

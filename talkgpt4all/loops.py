@@ -505,6 +505,8 @@ def hands_free(
 
     def speech_started(replying: bool) -> None:
         if replying:
+            # With -v: when (on time.perf_counter()'s clock, the system's monotonic one), for bench/echo.py
+            log.info("talked over: the reply stops (at %.3f)", time.perf_counter())
             session.stop()  # barge-in: only reached with barge_in
             return
         line.show("hearing", level=lambda: listener.level)
