@@ -311,13 +311,13 @@ class SpeakerSink:
     """Plays replies on an output device through one open stream, so sentences follow without gaps.
 
     write() returns once its audio has been handed to the device; stop() silences it at once, from
-    any thread: the queued samples are dropped, and the device plays only what it already holds. A
+    any thread: the queued samples are dropped, and so is what the device and the sound server hold. A
     device that stops taking audio (unplugged, a sound server that hangs) is a DeviceError within
     STALL_SECONDS, never a write that waits forever.
 
     With a watch on the sound server, a speaker that goes away mid-reply (or that the server moved the
     stream off) stops the reply there, as a DeviceError. Until it is back, replies are not played (they
-    are still shown); the first write after it is back plays again, and notify says so.
+    are still shown); the first reply after it is back plays again, and notify says so.
     """
 
     def __init__(
@@ -384,43 +384,35 @@ class SpeakerSink:
     def _ensure_stream(self, rate: int) -> None:
         with self._streaming:
             if self._stream is not None and self._rate == rate:
-                if not self._stream.active:  # stop() dropped what it held: play again
-                    self._restart()
-                return
-            self._open(rate)
-
-    def _restart(self) -> None:
-        # The same device and path, so the echo canceller's filter holds: a new timeline, not a skip.
-        self._timeline = Timeline(self._rate)
-        self._clock = StreamClock()
-        try:
-            self._stream.start()
-        except self._sd.PortAudioError as exc:
-            self.close()
-            raise DeviceError(f"cannot play on the speaker: {exc}: check --output-device") from exc
-
-    def _open(self, rate: int) -> None:
-        self.close()
-        try:
-            # The device holds OUTPUT_LATENCY of audio: enough that playback does not starve while the
-            # LLM keeps every core busy, little enough that stop() is heard at once.
-            self._stream = self._sd.OutputStream(
-                samplerate=rate,
-                channels=1,
-                dtype="float32",
-                device=self.device,
-                callback=self._callback,
-                latency=OUTPUT_LATENCY,
-            )
-            self._rate = rate
+                if self._stream.active:
+                    return
+                # stop() aborted it, dropping what it held. The same device and path: the echo
+                # canceller's filter holds, and the new timeline is not a skip.
+            else:
+                self.close()
+                try:
+                    # The device holds OUTPUT_LATENCY of audio: enough that playback does not starve
+                    # while the LLM keeps every core busy.
+                    self._stream = self._sd.OutputStream(
+                        samplerate=rate,
+                        channels=1,
+                        dtype="float32",
+                        device=self.device,
+                        callback=self._callback,
+                        latency=OUTPUT_LATENCY,
+                    )
+                except self._sd.PortAudioError as exc:
+                    raise DeviceError(f"cannot play on the speaker: {exc}: check --output-device") from exc
+                self._rate = rate
             self._timeline = Timeline(rate)
             self._clock = StreamClock()
-            self._stream.start()
+            try:
+                self._stream.start()
+            except self._sd.PortAudioError as exc:
+                self.close()
+                raise DeviceError(f"cannot play on the speaker: {exc}: check --output-device") from exc
             if self.watch is not None:
                 self.watch.opened("output")
-        except self._sd.PortAudioError as exc:
-            self._stream = None
-            raise DeviceError(f"cannot play on the speaker: {exc}: check --output-device") from exc
 
     def prepare(self, sample_rate: int) -> None:
         # Open the stream now, and keep it: the first reply then starts without that delay, and a
