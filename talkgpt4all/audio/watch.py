@@ -46,7 +46,9 @@ class PulseWatch:
 
     lost(kind) says why the stream of that kind ("input" or "output") is not where it should be (its
     device is gone, or the server moved it), or None. available(kind) says whether a stream opened
-    now would land where it should. Both read what the watching thread last saw.
+    now would land where it should. Both read what the watching thread last saw. Once the watch can no
+    longer ask the server (it went away for good), it tells nothing: no loss, every device available,
+    and opening a stream is the test, as without a watch.
     """
 
     def __init__(self, pulse: Any) -> None:
@@ -62,7 +64,7 @@ class PulseWatch:
         self._available = {"input": True, "output": True}
         self._defaults: dict[str, str | None] = {"input": None, "output": None}  # as last seen
         self._stop = threading.Event()
-        self._seen = threading.Event()  # set after each look at the server
+        self._blind = False  # the watch gave up on the server: it can tell nothing
         self._thread = threading.Thread(target=self._watch, name="device-watch", daemon=True)
         self._thread.start()
 
@@ -83,20 +85,11 @@ class PulseWatch:
 
     def lost(self, kind: str) -> str | None:
         with self._lock:
-            return self._places[kind].lost
+            return None if self._blind else self._places[kind].lost
 
     def available(self, kind: str) -> bool:
         with self._lock:
-            return self._available[kind]
-
-    def device(self, kind: str) -> str | None:
-        with self._lock:
-            return self._places[kind].device
-
-    def wait_seen(self, timeout: float = 2.0) -> bool:
-        """Until the watch has looked at the server once more (tests, and a stream just opened)."""
-        self._seen.clear()
-        return self._seen.wait(timeout)
+            return self._blind or self._available[kind]
 
     def opened(self, kind: str) -> None:
         """A stream of this kind was (re)opened: where it lands is where it should be, unless named."""
@@ -120,9 +113,10 @@ class PulseWatch:
                 log.debug("sound server watch: %s", exc)
                 if self._reconnect():
                     continue
+                with self._lock:
+                    self._blind = True
+                log.debug("sound server watch: given up; devices are tried when opened")
                 return
-            finally:
-                self._seen.set()
             self._stop.wait(POLL_SECONDS)
 
     def _reconnect(self) -> bool:
