@@ -13,9 +13,12 @@ import sys
 import tempfile
 import termios
 import threading
+import time
+import types
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pytest
@@ -162,9 +165,126 @@ def reply_line(stdout: str) -> str:
 
 def wait_for_turns(transcript: Path, count: int = 1, timeout: float = 120) -> None:
     """Until the --transcript file holds `count` finished turns."""
-    import time
-
     deadline = time.monotonic() + timeout
     while not transcript.exists() or len(transcript.read_text().splitlines()) < count:
         assert time.monotonic() < deadline, f"turn {count} never finished"
         time.sleep(0.1)
+
+
+# ------------------------------------------------------------------ a stand-in for PortAudio (sounddevice)
+
+
+class FakeOutputStream:
+    """PortAudio's output stream: a thread that calls back for 10 ms blocks, until it hangs or stops.
+    The device holds 8 blocks (80 ms) before they are heard: stop() plays them out, abort() drops them."""
+
+    hung = False  # set on the class: a device that stops calling back (unplugged, a stuck sound server)
+    streams: ClassVar[list[FakeOutputStream]] = []
+
+    def __init__(self, samplerate, channels, dtype, device, callback, latency) -> None:
+        self.callback, self.rate = callback, samplerate
+        self.played: list[np.ndarray] = []  # heard
+        self.held: list[np.ndarray] = []  # in the device, not heard yet
+        self._running = threading.Event()
+        self._pumping = threading.Lock()
+        FakeOutputStream.streams.append(self)
+
+    @property
+    def active(self) -> bool:
+        return self._running.is_set()
+
+    def start(self) -> None:
+        self._running.set()
+        threading.Thread(target=self._pump, daemon=True).start()
+
+    def _pump(self) -> None:
+        frames = self.rate // 100
+        while self._running.is_set():
+            with self._pumping:
+                if not FakeOutputStream.hung and self._running.is_set():
+                    out = np.zeros((frames, 1), np.float32)
+                    self.callback(out, frames, None, None)
+                    self.held.append(out[:, 0].copy())
+                    if len(self.held) > 8:
+                        self.played.append(self.held.pop(0))
+            time.sleep(0.01)
+
+    def heard(self) -> int:
+        """How many blocks with sound in them have been heard so far."""
+        return sum(float(np.abs(b).max()) > 0 for b in list(self.played))
+
+    def stop(self) -> None:
+        self._running.clear()
+        with self._pumping:
+            self.played += self.held
+            self.held = []
+
+    def abort(self) -> None:
+        self._running.clear()
+        with self._pumping:
+            self.held = []
+
+    def close(self) -> None:
+        pass
+
+
+class FakeInputStream:
+    """PortAudio's input stream: calls back with 32 ms blocks of a tone while started. close_error and
+    start_error (set on the class) make stop()/close() or start() fail as a device that went away does."""
+
+    close_error: ClassVar[Exception | None] = None
+    start_error: ClassVar[Exception | None] = None
+
+    def __init__(self, samplerate, channels, dtype, device, blocksize, callback) -> None:
+        self.callback, self.rate = callback, samplerate
+        self._running = threading.Event()
+        self.latency = 0.01
+
+    @property
+    def active(self) -> bool:
+        return self._running.is_set()
+
+    def start(self) -> None:
+        if FakeInputStream.start_error is not None:
+            raise FakeInputStream.start_error
+        self._running.set()
+        threading.Thread(target=self._pump, daemon=True).start()
+
+    def _pump(self) -> None:
+        frames = self.rate * 32 // 1000
+        t = 0
+        while self._running.is_set():
+            block = (0.3 * np.sin(np.arange(t, t + frames) / 5)).astype(np.float32)[:, None]
+            self.callback(block, frames, types.SimpleNamespace(currentTime=0, inputBufferAdcTime=0), None)
+            t += frames
+            time.sleep(0.005)
+
+    def stop(self) -> None:
+        self._running.clear()
+        if FakeInputStream.close_error is not None:
+            raise FakeInputStream.close_error
+
+    def abort(self) -> None:
+        self.stop()
+
+    def close(self) -> None:
+        if FakeInputStream.close_error is not None:
+            raise FakeInputStream.close_error
+
+
+@pytest.fixture
+def fake_portaudio(monkeypatch: pytest.MonkeyPatch) -> types.SimpleNamespace:
+    """sounddevice replaced by FakeOutputStream and FakeInputStream, for the devices module."""
+    from talkgpt4all.audio import devices as devices_module
+
+    FakeOutputStream.hung = False
+    FakeInputStream.close_error = FakeInputStream.start_error = None
+    sd = types.SimpleNamespace(
+        OutputStream=FakeOutputStream,
+        InputStream=FakeInputStream,
+        PortAudioError=type("PortAudioError", (Exception,), {}),
+        query_devices=lambda *a, **k: [{"name": "fake", "max_output_channels": 2, "max_input_channels": 2}],
+    )
+    monkeypatch.setattr(devices_module, "sounddevice", lambda: sd)
+    monkeypatch.setattr(devices_module, "find_device", lambda spec, kind: None)
+    return sd

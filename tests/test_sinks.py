@@ -4,81 +4,17 @@ from __future__ import annotations
 
 import threading
 import time
-import types
 from pathlib import Path
-from typing import ClassVar
 
 import numpy as np
 import pytest
 import soundfile as sf
 
+from conftest import FakeOutputStream
 from talkgpt4all.audio import Audio
 from talkgpt4all.audio import devices as devices_module
 from talkgpt4all.audio.files import WavFolderSink
 from talkgpt4all.errors import DeviceError
-
-
-class FakeOutputStream:
-    """PortAudio's output stream: a thread that calls back for 10 ms blocks, until it hangs or stops.
-    The device holds 8 blocks (80 ms) before they are heard: stop() plays them out, abort() drops them."""
-
-    hung = False  # set on the class: a device that stops calling back (unplugged, a stuck sound server)
-    streams: ClassVar[list[FakeOutputStream]] = []
-
-    def __init__(self, samplerate, channels, dtype, device, callback, latency) -> None:
-        self.callback, self.rate = callback, samplerate
-        self.played: list[np.ndarray] = []  # heard
-        self.held: list[np.ndarray] = []  # in the device, not heard yet
-        self._running = threading.Event()
-        self._pumping = threading.Lock()
-        FakeOutputStream.streams.append(self)
-
-    @property
-    def active(self) -> bool:
-        return self._running.is_set()
-
-    def start(self) -> None:
-        self._running.set()
-        threading.Thread(target=self._pump, daemon=True).start()
-
-    def _pump(self) -> None:
-        frames = self.rate // 100
-        while self._running.is_set():
-            with self._pumping:
-                if not FakeOutputStream.hung and self._running.is_set():
-                    out = np.zeros((frames, 1), np.float32)
-                    self.callback(out, frames, None, None)
-                    self.held.append(out[:, 0].copy())
-                    if len(self.held) > 8:
-                        self.played.append(self.held.pop(0))
-            time.sleep(0.01)
-
-    def stop(self) -> None:
-        self._running.clear()
-        with self._pumping:
-            self.played += self.held
-            self.held = []
-
-    def abort(self) -> None:
-        self._running.clear()
-        with self._pumping:
-            self.held = []
-
-    def close(self) -> None:
-        pass
-
-
-@pytest.fixture
-def fake_portaudio(monkeypatch: pytest.MonkeyPatch) -> types.SimpleNamespace:
-    FakeOutputStream.hung = False
-    sd = types.SimpleNamespace(
-        OutputStream=FakeOutputStream,
-        PortAudioError=type("PortAudioError", (Exception,), {}),
-        query_devices=lambda *a, **k: [{"name": "fake", "max_output_channels": 2, "max_input_channels": 0}],
-    )
-    monkeypatch.setattr(devices_module, "sounddevice", lambda: sd)
-    monkeypatch.setattr(devices_module, "find_device", lambda spec, kind: None)
-    return sd
 
 
 def tone(seconds: float, rate: int = 16000) -> Audio:
@@ -195,3 +131,30 @@ def test_stop_from_another_thread_never_closes_the_wav_under_a_writer(tmp_path: 
     assert failures == []
     samples, rate = sf.read(tmp_path / "reply-001.wav")
     assert rate == 16000 and len(samples) == 16000  # both pieces written before the stop, whole
+
+
+# ------------------------------------------------------------------ the microphone
+
+
+def test_push_to_talk_keeps_the_recording_when_the_microphone_fails_to_close(fake_portaudio):
+    """A device that went away fails as its stream is stopped: what was recorded is still the turn.
+    (Before, PortAudioError from close() lost the recording and ended the run as "unexpected".)"""
+    from conftest import FakeInputStream
+
+    recorder = devices_module.MicRecorder()
+    recorder.start()
+    deadline = time.monotonic() + 5
+    while recorder.elapsed < 0.3:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    FakeInputStream.close_error = fake_portaudio.PortAudioError("Unanticipated host error")
+    audio = recorder.stop()
+    assert len(audio) >= 0.3 * 16000 and float(np.abs(audio).max()) > 0.1
+
+
+def test_a_microphone_that_cannot_start_is_a_device_error(fake_portaudio):
+    from conftest import FakeInputStream
+
+    FakeInputStream.start_error = fake_portaudio.PortAudioError("Device unavailable")
+    with pytest.raises(DeviceError, match="Device unavailable"):
+        devices_module.MicRecorder().start()

@@ -66,7 +66,8 @@ def sounddevice() -> ModuleType:
         else:
             hint = "pip install --force-reinstall sounddevice"
         raise MissingDependencyError(f"the PortAudio library was not found ({exc}): {hint}") from exc
-    return sd
+    module: ModuleType = sd
+    return module
 
 
 def list_devices() -> str:
@@ -158,7 +159,11 @@ class _Microphone:
                 self._stream = self._make_stream(rate)
             except sd.PortAudioError as exc:
                 raise DeviceError(f"cannot open the microphone: {exc}: check --input-device") from exc
-        self._stream.start()
+        try:
+            self._stream.start()
+        except sd.PortAudioError as exc:
+            self.close()
+            raise DeviceError(f"cannot start the microphone: {exc}: check --input-device") from exc
         if self.watch is not None:
             self.watch.opened("input")
 
@@ -187,10 +192,19 @@ class _Microphone:
         )
 
     def close(self) -> None:
-        if self._stream is not None:
-            self._stream.stop()
-            self._stream.close()
-            self._stream = None
+        """Stop and close the stream. A device already gone cannot be closed cleanly: that is said in
+        the log, and what was recorded is kept."""
+        stream, self._stream = self._stream, None
+        if stream is None:
+            return
+        try:
+            stream.stop()
+        except self._sd.PortAudioError as exc:
+            log.debug("stopping the microphone: %s", exc)
+        try:
+            stream.close()
+        except self._sd.PortAudioError as exc:
+            log.debug("closing the microphone: %s", exc)
 
 
 class MicRecorder(_Microphone):
