@@ -28,6 +28,7 @@ import wave
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -137,7 +138,7 @@ def last_sound(samples: np.ndarray, after: int) -> int | None:
     return after + int(loud[-1]) if len(loud) else None
 
 
-def wait_for_turns(transcript: Path, count: int, proc: subprocess.Popen) -> list[dict]:
+def wait_for_turns(transcript: Path, count: int, proc: subprocess.Popen[str]) -> list[dict[str, Any]]:
     deadline = time.monotonic() + TURN_TIMEOUT
     while time.monotonic() < deadline:
         if transcript.exists():
@@ -179,7 +180,7 @@ def alignment(env: dict[str, str], mic: Recording, speaker: Recording, work: Pat
     return speaker.time_of(on_speaker) - mic.time_of(on_mic)
 
 
-def run(questions: list[Path], work: Path, chat_args: list[str]) -> tuple[list[dict], float | None]:
+def run(questions: list[Path], work: Path, chat_args: list[str]) -> tuple[list[dict[str, Any]], float | None]:
     """One hands-free session on the virtual devices; per question, both clocks' figures; and the
     recordings' clock alignment."""
     with pulse_server(work / "pulse") as env:
@@ -227,7 +228,7 @@ def run(questions: list[Path], work: Path, chat_args: list[str]) -> tuple[list[d
                 subprocess.run(["paplay", "--device=mic", str(question)], env=env, check=True)
                 line = wait_for_turns(transcript, turn, proc)[-1]
                 time.sleep(0.5)  # the last of the reply reaches the speaker's monitor
-                figure: dict = {"turn": turn, "user": line["user"], "program": line["timings"]}
+                figure: dict[str, Any] = {"turn": turn, "user": line["user"], "program": line["timings"]}
                 question_end = last_sound(mic.samples(), mic.at(asked))
                 if question_end is not None:
                     end = mic.time_of(question_end)
@@ -253,7 +254,7 @@ class StderrReader:
     """Reads what the program writes on stderr, all along (a full pipe would stop it), and notes when
     it says it is ready."""
 
-    def __init__(self, proc: subprocess.Popen) -> None:
+    def __init__(self, proc: subprocess.Popen[str]) -> None:
         self.proc, self.text, self.ready = proc, "", threading.Event()
         threading.Thread(target=self._read, daemon=True).start()
 
@@ -275,7 +276,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="talkgpt4all-devices-") as tmp:
         work = Path(tmp)
         questions = make_questions(work)
-        turns: list[dict] = []
+        turns: list[dict[str, Any]] = []
         offsets: list[float | None] = []
         for round_ in range(args.rounds):
             print(f"round {round_ + 1}/{args.rounds}", file=sys.stderr, flush=True)

@@ -40,6 +40,7 @@ import sys
 import tempfile
 import wave
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 QUESTIONS = [
@@ -87,7 +88,7 @@ def make_questions(folder: Path) -> list[Path]:
 
 def run_mode(
     mode: str, questions: list[Path], order: list[int], work: Path, args: argparse.Namespace
-) -> tuple[list[dict], int]:
+) -> tuple[list[dict[str, Any]], int]:
     """One chat.py process for the mode, asking the questions in `order`; its transcript lines and its
     peak RSS in bytes."""
     transcript = work / f"{mode}.jsonl"
@@ -167,8 +168,8 @@ def machine() -> str:
     return f"{cpu}, {os.cpu_count()} cores, {system}, Python {platform.python_version()}"
 
 
-def summarize(results: dict[str, list[list[dict]]], rss: dict[str, int]) -> dict:
-    figures: dict = {"machine": machine(), "modes": {}}
+def summarize(results: dict[str, list[list[dict[str, Any]]]], rss: dict[str, int]) -> dict[str, Any]:
+    figures: dict[str, Any] = {"machine": machine(), "modes": {}}
     for mode, runs in results.items():
         turns = [t for run in runs for t in run]
         stages = {}
@@ -202,7 +203,7 @@ def summarize(results: dict[str, list[list[dict]]], rss: dict[str, int]) -> dict
     return figures
 
 
-def print_table(figures: dict, rounds: int, whisper: str) -> None:
+def print_table(figures: dict[str, Any], rounds: int, whisper: str) -> None:
     print(f"machine: {figures['machine']}")
     models = f"Whisper {whisper} (faster-whisper int8), SmolLM2-135M-Instruct Q4_1, espeak-ng"
     print(f"models: {models}; {rounds} round(s), {len(QUESTIONS) * 2} turns per run")
@@ -247,7 +248,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="talkgpt4all-bench-") as tmp:
         work = Path(tmp)
         questions = make_questions(work)
-        results: dict[str, list[list[dict]]] = {mode: [] for mode in modes}
+        results: dict[str, list[list[dict[str, Any]]]] = {mode: [] for mode in modes}
         rss = dict.fromkeys(modes, 0)
         for round_ in range(args.rounds):
             # Each round starts with another question, so "first turn" is not one question's figure.

@@ -93,11 +93,10 @@ def main() -> int:
     split = rest.index("--")
     files, chat_args = [Path(p) for p in rest[:split]], rest[split + 1 :]
     from talkgpt4all import app, cli
+    from talkgpt4all.observers import TurnObserver
     from talkgpt4all.pipeline import TurnResult
 
-    parser = cli.build_parser()
-    args = parser.parse_args([*chat_args, "--vad"])
-    cli.check_combinations(parser, args)
+    config = cli.configure([*chat_args, "--vad"])
     turns_done = threading.Semaphore(0)
     first_audio: dict[int, float] = {}
     keys_read, keys_write = os.pipe()
@@ -110,14 +109,8 @@ def main() -> int:
 
     mic = RecordedMicrophone([load_audio(p) for p in files], turns_done, ctrl_d)
 
-    class Watch:
+    class Watch(TurnObserver):
         """Sees each turn end, so the next question can be spoken, and when its first audio came."""
-
-        def turn_started(self, result: TurnResult) -> None:
-            pass
-
-        def reply_token(self, text: str) -> None:
-            pass
 
         def turn_ended(self, result: TurnResult) -> None:
             if result.timings.first_audio is not None:
@@ -127,7 +120,7 @@ def main() -> int:
                 ctrl_d()  # the last question is answered
 
     with os.fdopen(keys_read, "rb", buffering=0) as keys:
-        app.run(cli.build_config(args), keys, microphone=mic, observers=[Watch()])
+        app.run(config, keys, microphone=mic, observers=[Watch()])
     turns = []
     for turn, true_end in enumerate(mic.true_ends, 1):
         heard = first_audio.get(turn)

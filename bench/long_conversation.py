@@ -27,6 +27,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from latency import machine, percentile
@@ -52,7 +53,7 @@ def _kib(status: str, key: str) -> int:
     return 0
 
 
-def run_mode(mode: str, args: argparse.Namespace, work: Path) -> dict:
+def run_mode(mode: str, args: argparse.Namespace, work: Path) -> dict[str, Any]:
     """One conversation; its transcript lines, RSS at turn 20 and at the end (KiB)."""
     transcript = work / f"{mode}.jsonl"
     transcript.unlink(missing_ok=True)
@@ -115,7 +116,7 @@ def run_mode(mode: str, args: argparse.Namespace, work: Path) -> dict:
     return {"turns": turns, "peak_kib": usage.ru_maxrss, **memory}
 
 
-def summarize(mode: str, data: dict, block: int = BLOCK) -> dict:
+def summarize(mode: str, data: dict[str, Any], block: int = BLOCK) -> dict[str, Any]:
     turns = data["turns"]
     ttfa = [t["timings"]["first_audio"] for t in turns]
     evaluated = [t.get("prompt_evaluated") for t in turns]
@@ -156,7 +157,7 @@ def fmt(value: float | None, spec: str = ".3f") -> str:
     return "-" if value is None else format(value, spec)
 
 
-def print_report(figures: dict, args: argparse.Namespace) -> None:
+def print_report(figures: dict[str, Any], args: argparse.Namespace) -> None:
     print(f"machine: {figures['machine']}")
     print(
         f"SmolLM2-135M-Instruct Q4_1 (llama-cpp), espeak-ng to WAV; {args.turns} typed turns, "

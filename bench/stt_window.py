@@ -21,6 +21,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -95,7 +96,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         found = clips(Path(tmp))
         audio = {name: load_audio(path) for name, path, _, _ in found}
-    rows: dict[str, dict] = {}
+    rows: dict[str, dict[str, Any]] = {}
     for rule, window in RULES.items():
         if window is not None:
             stt.window = EncoderWindow(pad=window[0], minimum=window[1])

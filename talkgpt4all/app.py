@@ -1,27 +1,39 @@
-"""A session assembled from a Config: engines loaded once, a resumed history, then one loop."""
+"""A session assembled from a Config: engines loaded once, a resumed history, then one loop.
+
+Every component is made under one ExitStack, in the order it is needed, and closed in the reverse order
+whatever happens: a later load that fails (a model not found, a device that cannot open) closes what
+was already open, the transcript, the speaker and the microphone included.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import sys
 import time
+from collections.abc import Callable
 from typing import IO, TYPE_CHECKING
 
 import numpy as np
 
 from talkgpt4all.audio import SAMPLE_RATE
-from talkgpt4all.config import Config
+from talkgpt4all.config import DEFAULT_WHISPER
 from talkgpt4all.errors import MissingDependencyError
+from talkgpt4all.settings import Config
 
 if TYPE_CHECKING:
     from talkgpt4all.audio import AudioSink
     from talkgpt4all.audio.devices import MicRecorder
     from talkgpt4all.audio.echo import EchoCanceller
-    from talkgpt4all.audio.vad import VadOptions
     from talkgpt4all.audio.watch import PulseWatch
+    from talkgpt4all.conversation import Conversation
     from talkgpt4all.loops import Microphone
-    from talkgpt4all.pipeline import TurnObserver
+    from talkgpt4all.observers import TurnObserver
+    from talkgpt4all.pipeline import Engines
     from talkgpt4all.status import StatusLine
+    from talkgpt4all.transcript import PastTurn
+    from talkgpt4all.tts import Synthesizer
 
 log = logging.getLogger("talkgpt4all")
 
@@ -30,16 +42,6 @@ def status(message: str) -> None:
     """Say what slow thing happens now, on a terminal. (Download progress bars print below it.)"""
     if sys.stderr.isatty():
         print(message, file=sys.stderr, flush=True)
-
-
-def vad_options(config: Config) -> VadOptions:
-    """When a hands-free turn ends. With a turn model, --silence-ms is the longest wait for an
-    unfinished sentence; without one, the pause that ends every turn."""
-    from talkgpt4all.audio.vad import VadOptions
-
-    if config.silence_ms is None:
-        return VadOptions()
-    return VadOptions(silence_ms=config.silence_ms, unfinished_ms=config.silence_ms)
 
 
 def run(
@@ -55,160 +57,183 @@ def run(
     keys is where typed lines come from (default: stdin), err where prompts and status go (stderr). A
     benchmark or a test may bring its own hands-free microphone, and observers of every turn.
     """
-    from talkgpt4all.status import StatusLine
-
-    keys = keys or sys.stdin.buffer
-    err = err or sys.stderr
-    interactive = not config.text and not config.inputs
-    line = StatusLine(err) if interactive else None
-    # Interactive, devices may come and go: where the sound server has our streams is watched.
-    watch = device_watch(line) if interactive and microphone is None else None
-    try:
-        return _run(config, keys, err, microphone, observers, line, watch)
-    finally:
-        if watch is not None:
-            watch.close()
-
-
-def _run(
-    config: Config,
-    keys: IO[bytes],
-    err: IO[str],
-    microphone: Microphone | None,
-    observers: list[TurnObserver] | None,
-    line: StatusLine | None,
-    watch: PulseWatch | None,
-) -> int:
-    from talkgpt4all import llm, loops, stt, tts
-    from talkgpt4all.audio import load_audio, make_sink
-    from talkgpt4all.conversation import Conversation
+    from talkgpt4all import loops
+    from talkgpt4all.audio import load_audio
     from talkgpt4all.display import TerminalDisplay
-    from talkgpt4all.language import ChineseScript
     from talkgpt4all.pipeline import Session
+    from talkgpt4all.status import StatusLine
     from talkgpt4all.transcript import TranscriptWriter, read_transcript
 
+    interactive = config.interactive
+    keys = keys or (keyboard() if interactive else sys.stdin.buffer)
+    err = err or sys.stderr
     started = time.perf_counter()
-    # Cheap checks first, so a mistake costs no model loading.
-    llm.check_engine(config.llm)
-    tts.check_engine(config.tts)
-    stt.check_engine(config.stt)
-    spoken = [load_audio(path) for path in config.inputs]
-    past = read_transcript(config.resume) if config.resume else []
-    transcript = TranscriptWriter(config.transcript_path) if config.transcript_path else None
-    synthesizer = None
-    if config.speaks:
-        speech = tts.TTSSettings(
-            config.voice, config.rate, config.tts_url, config.tts_api_key, config.tts_model
+    own_microphone = interactive and microphone is None
+    # Cheap checks first, so that a mistake costs no model loading.
+    spoken = [load_audio(path) for path in config.io.inputs]
+    past = read_transcript(config.io.resume) if config.io.resume else []
+    with contextlib.ExitStack() as stack:
+        transcript = None
+        if config.transcript_path:
+            transcript = TranscriptWriter(config.transcript_path)
+            stack.callback(transcript.close)
+        line = StatusLine(err) if interactive else None
+        if line is not None:
+            stack.callback(line.close)
+        # Interactive, devices may come and go: where the sound server has our streams is watched.
+        watch = device_watch(line) if own_microphone else None
+        if watch is not None:
+            stack.callback(watch.close)
+        synthesizer = make_voice(config)
+        echo = echo_canceller(config) if own_microphone else None
+        sinks = make_sinks(config, stack, synthesizer, echo, watch, line)
+        turn_model = make_turn_model(config)
+        recorder: MicRecorder | None = None
+        if own_microphone:
+            microphone, recorder = make_microphone(config, stack, echo, watch)
+        session = stack.enter_context(
+            Session(
+                make_engines(config, synthesizer, sinks),
+                resumed(config, past),
+                TerminalDisplay(config.turns.timings, line),
+                config,
+                transcript=transcript,
+                turns_before=max((turn.turn for turn in past), default=0),
+            )
         )
-        synthesizer = tts.make_synthesizer(config.tts, speech)
-    interactive = line is not None
-    echo = echo_canceller(config) if interactive and microphone is None else None
-    sinks: list[AudioSink] = []
-    if synthesizer is not None:
-        if config.save_audio is not None:
-            sinks.append(make_sink("wav", str(config.save_audio)))
-        if config.play:
-            if interactive:
-                from talkgpt4all.audio.devices import SpeakerSink
-
-                far = echo.far if echo is not None else None
-                notify = line.note if line is not None else None
-                sinks.append(SpeakerSink(config.output_device, far=far, watch=watch, notify=notify))
-            else:
-                sinks.append(make_sink("device", config.output_device))
-    turn_model = None
-    if config.vad:
-        from talkgpt4all.audio.turn import SmartTurn, resolve_turn_model
-
-        turn_path = resolve_turn_model(config.turn_model)
-        if turn_path is not None:
-            turn_model = SmartTurn(turn_path)
-            turn_model(np.zeros(SAMPLE_RATE, np.float32))  # warm: the first run is the slow one
-    recorder: MicRecorder | None = None
-    if interactive and microphone is None:
-        from talkgpt4all.audio.devices import MicRecorder, MicStream
-
-        if config.vad:
-            microphone = MicStream(config.input_device, echo=echo, watch=watch)
-        else:
-            recorder = MicRecorder(config.input_device, watch=watch)
-
-    transcriber = None
-    if not config.text:
-        status(f"Loading speech recognition (Whisper {config.whisper})…")
-        transcriber = ChineseScript(
-            stt.make_transcriber(
-                config.stt,
-                stt.STTSettings(config.whisper_model, config.threads, config.stt_url, config.stt_api_key),
-            ),
-            config.zh_script,
-        )
-    status("Loading the language model…")
-    settings = llm.LLMSettings(
-        config.model,
-        config.context,
-        config.threads,
-        config.seed,
-        gpu=config.platform.metal,
-        url=config.llm_url,
-        api_key=config.llm_api_key,
-        binary=config.binary,
-        binary_name=config.platform.binary,
-        context_shift=config.context_shift,
-    )
-    chat = llm.make_chat_model(config.llm, settings)
-
-    conversation = Conversation(config.system_prompt)
-    for turn in past:
-        if turn.reply:  # the same rule as a live turn: kept if anything was said
-            conversation.commit(turn.user, turn.reply, cut_off=turn.cut_off)
-    if config.resume:
-        status(f"Resuming the conversation in {config.resume}: {len(past)} turns so far.")
-    session = Session(
-        chat,
-        conversation,
-        TerminalDisplay(config.timings, line),
-        transcriber=transcriber,
-        synthesizer=synthesizer,
-        sinks=sinks,
-        transcript=transcript,
-        options=llm.GenerationOptions(config.max_tokens, config.temperature, config.seed),
-        language=config.language,
-        interruptible=interactive,
-        stream=config.stream,
-        turns_before=max((turn.turn for turn in past), default=0),
-        zh_script=config.zh_script,
-    )
-    session.observers += observers or []
-    try:
+        session.observers += observers or []
         session.warm_up()
         ready = time.perf_counter() - started
         log.info("ready in %.2f s (models loaded and warmed)", ready)
-        if config.timings:
+        if config.turns.timings:
             print(f"⏱ ready in {ready:.2f} s", file=err)
-        if config.inputs:
+        if config.io.inputs:
             return loops.run_inputs(session, spoken)
-        if config.text:
+        if config.io.text:
             return loops.run_text(session, keys)
-        if config.vad:
+        if config.turns.vad:
             assert microphone is not None
             return loops.hands_free(
                 session,
                 microphone,
-                vad_options(config),
+                config.turns.vad_options,
                 keys,
                 err,
                 # Unless asked for or against, barge-in is on while the echo is cancelled.
-                barge_in=echo is not None if config.barge_in is None else config.barge_in,
+                barge_in=echo is not None if config.turns.barge_in is None else config.turns.barge_in,
                 turn=turn_model,
-                speculate=config.speculate,
+                speculate=config.turns.speculate,
                 far=echo.far if echo is not None else None,
                 status=line,
             )
         assert recorder is not None
-        return loops.push_to_talk(session, recorder, keys, err, speculate=config.speculate, status=line)
-    finally:
-        session.close()
+        return loops.push_to_talk(session, recorder, keys, err, speculate=config.turns.speculate, status=line)
+    raise AssertionError("unreachable")  # (mypy: every path above returns or raises)
+
+
+def keyboard() -> IO[bytes]:
+    """stdin for the keyboard thread: unbuffered, on a file descriptor of its own. The thread is still
+    blocked in a read when the program ends by a signal; sys.stdin's own buffered reader would then hold
+    its lock, and Python's shutdown aborts on it ("could not acquire lock ... at interpreter shutdown")."""
+    return os.fdopen(os.dup(sys.stdin.fileno()), "rb", buffering=0)
+
+
+def resumed(config: Config, past: list[PastTurn]) -> Conversation:
+    """The conversation, with the turns of a resumed transcript."""
+    from talkgpt4all.conversation import Conversation
+
+    conversation = Conversation(config.llm.system_prompt)
+    for turn in past:
+        if turn.reply:  # the same rule as a live turn: kept if anything was said
+            conversation.commit(turn.user, turn.reply, cut_off=turn.cut_off)
+    if config.io.resume:
+        status(f"Resuming the conversation in {config.io.resume}: {len(past)} turns so far.")
+    return conversation
+
+
+def make_voice(config: Config) -> Synthesizer | None:
+    """The speech engine, when replies are spoken or written."""
+    from talkgpt4all import tts
+
+    return tts.make_synthesizer(config.tts_engine, config.tts) if config.speaks else None
+
+
+def make_sinks(
+    config: Config,
+    stack: contextlib.ExitStack,
+    synthesizer: Synthesizer | None,
+    echo: EchoCanceller | None,
+    watch: PulseWatch | None,
+    line: StatusLine | None,
+) -> list[AudioSink]:
+    """Where replies go: a folder of WAV files, and the speaker. There is one way to make a speaker; in
+    the interactive loops it also feeds the echo canceller and listens to the device watch."""
+    if synthesizer is None:
+        return []
+    sinks: list[AudioSink] = []
+    if config.io.save_audio is not None:
+        from talkgpt4all.audio.files import WavFolderSink
+
+        sinks.append(WavFolderSink(config.io.save_audio))
+        stack.callback(sinks[-1].close)
+    if config.io.play:
+        from talkgpt4all.audio.devices import SpeakerSink
+
+        speaker = SpeakerSink(
+            config.io.output_device,
+            far=echo.far if echo is not None else None,
+            watch=watch,
+            notify=line.note if line is not None else None,
+        )
+        stack.callback(speaker.close)
+        sinks.append(speaker)
+    return sinks
+
+
+def make_turn_model(config: Config) -> Callable[[np.ndarray], float] | None:
+    """Hands-free: the model that hears whether the user has finished (None: a fixed pause)."""
+    if not config.turns.vad:
+        return None
+    from talkgpt4all.audio.turn import SmartTurn, resolve_turn_model
+
+    path = resolve_turn_model(config.turns.turn_model_spec)
+    if path is None:
+        return None
+    model = SmartTurn(path)
+    model(np.zeros(SAMPLE_RATE, np.float32))  # warm: the first run is the slow one
+    return model
+
+
+def make_microphone(
+    config: Config, stack: contextlib.ExitStack, echo: EchoCanceller | None, watch: PulseWatch | None
+) -> tuple[Microphone | None, MicRecorder | None]:
+    """Hands-free, an always-open (echo-cancelled) stream; push-to-talk, a recorder."""
+    from talkgpt4all.audio.devices import MicRecorder, MicStream
+
+    if config.turns.vad:
+        stream = MicStream(config.io.input_device, echo=echo, watch=watch)
+        stack.callback(stream.close)
+        return stream, None
+    recorder = MicRecorder(config.io.input_device, watch=watch)
+    stack.callback(recorder.close)
+    return None, recorder
+
+
+def make_engines(config: Config, synthesizer: Synthesizer | None, sinks: list[AudioSink]) -> Engines:
+    """Speech to text (unless every turn is typed), then the language model."""
+    from talkgpt4all import llm, stt
+    from talkgpt4all.language import ChineseScript
+    from talkgpt4all.pipeline import Engines
+
+    transcriber = None
+    if not config.io.text:
+        status(f"Loading speech recognition (Whisper {config.stt.model or DEFAULT_WHISPER})…")
+        transcriber = ChineseScript(
+            stt.make_transcriber(config.stt, config.llm.threads), config.stt.zh_script
+        )
+    status("Loading the language model…")
+    chat = llm.make_chat_model(config.llm, config.preset)
+    return Engines(chat, transcriber, synthesizer, sinks)
 
 
 def device_watch(line: StatusLine | None) -> PulseWatch | None:

@@ -1,9 +1,10 @@
-"""The typed configuration the core runs on, and the --platform presets."""
+"""Where things are, the defaults a few modules share, and the --platform presets. (The settings
+themselves are declared in settings.py.)"""
 
 from __future__ import annotations
 
 import platform as _platform
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from talkgpt4all.errors import PlatformError
@@ -65,75 +66,3 @@ def check_platform(name: str, system: str | None = None) -> Platform:
             f"use --platform {here} (or leave it out to detect it)"
         )
     return preset
-
-
-@dataclass
-class Config:
-    """Everything a session needs, built once from the command line."""
-
-    platform: Platform
-    # speech to text
-    stt: str = "faster-whisper"
-    whisper_model: str | None = None  # None: the default (DEFAULT_WHISPER), which may fall back to a starter
-    language: str | None = None
-    zh_script: str = "simplified"  # Chinese heard and asked for in simplified or traditional characters
-    stt_url: str | None = None  # --stt openai
-    stt_api_key: str | None = None
-    # language model
-    llm: str = "llama-cpp"
-    model: str | None = None
-    llm_url: str | None = None
-    llm_api_key: str | None = None
-    binary: str | None = None
-    system_prompt: str = DEFAULT_SYSTEM_PROMPT
-    temperature: float = 0.7
-    max_tokens: int = 256
-    context: int = 4096
-    seed: int = -1
-    threads: int | None = None
-    context_shift: bool = True
-    # voice
-    tts: str = "espeak"
-    voice: str | None = None
-    rate: int | None = None
-    tts_url: str | None = None  # --tts openai
-    tts_api_key: str | None = None
-    tts_model: str | None = None
-    # input and output
-    inputs: list[Path] = field(default_factory=list)
-    text: bool = False
-    save_audio: Path | None = None
-    play: bool = True
-    transcript: Path | None = None
-    resume: Path | None = None
-    input_device: str | None = None
-    output_device: str | None = None
-    # turns and speed
-    vad: bool = False
-    silence_ms: int | None = None  # None: the default (500 ms) when no turn model decides
-    turn_model: str | None = None  # None: Smart Turn if it can be had; "none": the fixed pause
-    barge_in: bool | None = None  # None: on when echo cancellation is (hands-free, on speakers)
-    aec: bool = True  # hands-free: take the speakers' sound out of what the microphone hears
-    speculate: bool = True  # hands-free: start a turn's work as the user pauses
-    stream: bool = True
-    timings: bool = False
-    debug: bool = False
-
-    @property
-    def whisper(self) -> str:
-        return self.whisper_model or DEFAULT_WHISPER
-
-    @property
-    def transcript_path(self) -> Path | None:
-        """Where turns are written: --transcript, else the file --resume continues."""
-        return self.transcript or self.resume
-
-    @property
-    def cancels_echo(self) -> bool:
-        """Whether the microphone's stream is echo-cancelled: hands-free, with replies on speakers."""
-        return self.vad and self.aec and self.play and self.tts != "none"
-
-    @property
-    def speaks(self) -> bool:
-        """Whether replies are synthesized at all (something will hear or keep them)."""
-        return self.tts != "none" and (self.play or self.save_audio is not None)

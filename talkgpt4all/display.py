@@ -7,6 +7,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from talkgpt4all.errors import one_line
+from talkgpt4all.pipeline import Display
+from talkgpt4all.text import clean
 
 if TYPE_CHECKING:
     from talkgpt4all.pipeline import TurnResult
@@ -15,7 +17,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("talkgpt4all")
 
 
-class TerminalDisplay:
+class TerminalDisplay(Display):
     """The conversation on stdout: what the user said, then the reply as it is written.
 
     A terminal that has gone away (closed window, a pipe whose reader quit) is not an error of the
@@ -25,8 +27,10 @@ class TerminalDisplay:
     def __init__(self, show_timings: bool = False, status: StatusLine | None = None) -> None:
         from rich.console import Console
 
-        self.out = Console(highlight=False, markup=False, soft_wrap=True)
-        self.err = Console(stderr=True, highlight=False, markup=False, soft_wrap=True)
+        # Text is shown as it is: no markup, no ":emoji:" codes, no highlighting. (What the model writes is
+        # made safe for the terminal before it gets here: see text.clean.)
+        self.out = Console(highlight=False, markup=False, emoji=False, soft_wrap=True)
+        self.err = Console(stderr=True, highlight=False, markup=False, emoji=False, soft_wrap=True)
         self.show_timings = show_timings
         self.status = status  # interactive: cleared before anything prints, "speaking" after a reply
         self._started = False
@@ -97,7 +101,7 @@ class TerminalDisplay:
         self._started = self._ended_line = False
 
     def notice(self, text: str) -> None:
-        self._safely(lambda: self.out.print(text, style="yellow"))
+        self._safely(lambda: self.out.print(clean(text), style="yellow"))
 
 
 def format_timings(result: TurnResult) -> str:

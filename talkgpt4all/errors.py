@@ -50,5 +50,8 @@ class PlatformError(TalkError):
 
 
 def one_line(text: str) -> str:
-    """Fold a message onto one line, for stderr."""
-    return " ".join(text.split())
+    """Fold a message onto one line, for stderr, with nothing a terminal would run (a server's error
+    message may hold escape sequences)."""
+    from talkgpt4all.text import clean
+
+    return " ".join(clean(text).split())

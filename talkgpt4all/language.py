@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from talkgpt4all.errors import MissingDependencyError
 from talkgpt4all.stt import Transcript
+from talkgpt4all.text import script
 
 if TYPE_CHECKING:
     import numpy as np
@@ -21,7 +22,29 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("talkgpt4all")
 
-SCRIPTS = ("simplified", "traditional")
+# The languages Whisper knows, by the code --language takes (its tokenizer's own table).
+# fmt: off
+WHISPER_LANGUAGES = {
+    "en": "english", "zh": "chinese", "de": "german", "es": "spanish", "ru": "russian", "ko": "korean",
+    "fr": "french", "ja": "japanese", "pt": "portuguese", "tr": "turkish", "pl": "polish", "ca": "catalan",
+    "nl": "dutch", "ar": "arabic", "sv": "swedish", "it": "italian", "id": "indonesian", "hi": "hindi",
+    "fi": "finnish", "vi": "vietnamese", "he": "hebrew", "uk": "ukrainian", "el": "greek", "ms": "malay",
+    "cs": "czech", "ro": "romanian", "da": "danish", "hu": "hungarian", "ta": "tamil", "no": "norwegian",
+    "th": "thai", "ur": "urdu", "hr": "croatian", "bg": "bulgarian", "lt": "lithuanian", "la": "latin",
+    "mi": "maori", "ml": "malayalam", "cy": "welsh", "sk": "slovak", "te": "telugu", "fa": "persian",
+    "lv": "latvian", "bn": "bengali", "sr": "serbian", "az": "azerbaijani", "sl": "slovenian",
+    "kn": "kannada", "et": "estonian", "mk": "macedonian", "br": "breton", "eu": "basque",
+    "is": "icelandic", "hy": "armenian", "ne": "nepali", "mn": "mongolian", "bs": "bosnian",
+    "kk": "kazakh", "sq": "albanian", "sw": "swahili", "gl": "galician", "mr": "marathi", "pa": "punjabi",
+    "si": "sinhala", "km": "khmer", "sn": "shona", "yo": "yoruba", "so": "somali", "af": "afrikaans",
+    "oc": "occitan", "ka": "georgian", "be": "belarusian", "tg": "tajik", "sd": "sindhi", "gu": "gujarati",
+    "am": "amharic", "yi": "yiddish", "lo": "lao", "uz": "uzbek", "fo": "faroese", "ht": "haitian creole",
+    "ps": "pashto", "tk": "turkmen", "nn": "nynorsk", "mt": "maltese", "sa": "sanskrit",
+    "lb": "luxembourgish", "my": "myanmar", "bo": "tibetan", "tl": "tagalog", "mg": "malagasy",
+    "as": "assamese", "tt": "tatar", "haw": "hawaiian", "ln": "lingala", "ha": "hausa", "ba": "bashkir",
+    "jw": "javanese", "su": "sundanese", "yue": "cantonese",
+}
+# fmt: on
 
 # The note that asks for the answer's language, in that language: small models follow an instruction
 # in the language they are to answer in more readily than one in English. Whisper's codes.
@@ -40,19 +63,13 @@ _ANSWER_IN = {
 }
 
 
-def _in(ch: str, *ranges: tuple[str, str]) -> bool:
-    return any(lo <= ch <= hi for lo, hi in ranges)
-
-
 def script_language(text: str) -> str | None:
     """The language a typed text's script gives away: "ja" for kana, "ko" for hangul, "zh" for Han
     characters alone; None for anything else (Latin script says little about the language)."""
-    if any(_in(ch, ("\u3040", "\u30ff")) for ch in text):
-        return "ja"
-    if any(_in(ch, ("\uac00", "\ud7af"), ("\u1100", "\u11ff")) for ch in text):
-        return "ko"
-    if any(_in(ch, ("\u4e00", "\u9fff"), ("\u3400", "\u4dbf")) for ch in text):
-        return "zh"
+    scripts = {script(ch) for ch in text}
+    for found, language in (("kana", "ja"), ("hangul", "ko"), ("han", "zh")):
+        if found in scripts:
+            return language
     return None
 
 

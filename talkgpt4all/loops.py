@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Protocol
 
-from talkgpt4all.audio import SAMPLE_RATE
+from talkgpt4all.audio import SAMPLE_RATE, HearsOverEcho, Watchable
 from talkgpt4all.errors import DeviceError, ExitCode, one_line
 from talkgpt4all.status import METER_FLOOR_DB, StatusLine, level_db
 
@@ -158,12 +158,13 @@ class Keyboard:
 
     During a reply (inside `replying()`), Enter stops the reply, and a line of text stops it and
     becomes the next turn. The end of input (Ctrl-D, or a closed terminal) stops a reply too, then
-    ends the loop: Ctrl-D anywhere quits.
+    ends the loop: Ctrl-D anywhere quits. A key pressed as the reply ends (the stop finds no turn to
+    stop) is the user's next, as at the prompt.
     """
 
     def __init__(self, stream: IO[bytes], inbox: Inbox) -> None:
         self.stream, self.inbox = stream, inbox
-        self._stop_reply: Callable[[], None] | None = None
+        self._stop_reply: Callable[[], bool] | None = None
         self._thread = threading.Thread(target=self._read, name="keyboard", daemon=True)
         self._thread.start()
 
@@ -171,11 +172,7 @@ class Keyboard:
         try:
             for text in numbered_lines(self.stream):
                 stop_reply = self._stop_reply
-                if stop_reply is None:
-                    self.inbox.put(Line(text))
-                    continue
-                stop_reply()
-                if text.strip():
+                if stop_reply is None or not stop_reply() or text.strip():
                     self.inbox.put(Line(text))
         except (OSError, ValueError) as exc:  # EIO from a terminal that closed, or a closed stream
             log.debug("keyboard input ended: %s", exc)
@@ -188,8 +185,9 @@ class Keyboard:
         self.inbox.put(EndOfInput())
 
     @contextmanager
-    def replying(self, stop: Callable[[], None]) -> Iterator[None]:
-        """While inside, a line stops the reply (calling stop) instead of waiting to be read."""
+    def replying(self, stop: Callable[[], bool]) -> Iterator[None]:
+        """While inside, a line stops the reply (calling stop, which says whether there was one to
+        stop) instead of waiting to be read."""
         self._stop_reply = stop
         try:
             yield
@@ -208,8 +206,8 @@ class Microphone(Protocol):
 
     def close(self) -> None: ...
 
-    # And, optionally (audio.devices.MicStream): lost() -> str | None, why the stream no longer hears
-    # the microphone it should; available() -> bool, whether a stream opened now would.
+    # And, optionally (audio.devices.MicStream): audio.Watchable (whether it still hears the microphone
+    # it should) and audio.HearsOverEcho (echo-cancelled).
 
 
 class Listener:
@@ -259,12 +257,13 @@ class Listener:
         last_sound = time.monotonic()
         # When each recent piece was recorded: the turn's clock starts at its last voiced piece.
         recorded: deque[float] = deque(maxlen=10_000)
-        lost = getattr(self.mic, "lost", lambda: None)
+        mic = self.mic
+        watched = mic if isinstance(mic, Watchable) else None
         gone: str | None = None  # why the microphone went away, until it sends again
         try:
             while not self._stopping.is_set():
-                chunk = self.mic.read()
-                why = lost()
+                chunk = mic.read()
+                why = watched.lost() if watched is not None else None
                 if why is None and chunk is None and time.monotonic() - last_sound > MIC_SILENT_TIMEOUT:
                     why = f"it sent nothing for {MIC_SILENT_TIMEOUT:.0f} s"
                 if why is not None:
@@ -286,16 +285,23 @@ class Listener:
                 if self.replying.is_set() and not self.barge_in:
                     segmenter.reset()
                     continue
-                if self.far is not None:
-                    segmenter.echo = self.far.sounding(getattr(self.mic, "recorded_at", time.perf_counter()))
-                    segmenter.over_echo = getattr(self.mic, "over_echo", True)
-                utterance = segmenter.feed(chunk)
+                utterance = segmenter.feed(chunk, **self._echo_state())
                 if utterance is not None:
                     decided = self.clock()
                     ended = recorded[-1 - min(segmenter.trailing_chunks, len(recorded) - 1)]
                     self.inbox.put(Utterance(utterance, ended, endpoint=decided - ended))
         except BaseException as exc:
             self.inbox.put(Failure(exc))
+
+    def _echo_state(self) -> dict[str, bool]:
+        """Whether the speakers may be heard in the piece just read, and whether the echo canceller found
+        more than their echo in it."""
+        if self.far is None:
+            return {}
+        mic = self.mic
+        if isinstance(mic, HearsOverEcho):
+            return {"echo": self.far.sounding(mic.recorded_at), "over_echo": mic.over_echo}
+        return {"echo": self.far.sounding(time.perf_counter())}
 
     def _reopen(self) -> None:
         """Close the microphone's stream, and open it again once the microphone it should hear is there
@@ -304,9 +310,9 @@ class Listener:
             self.mic.close()
         except Exception as exc:  # a device already gone cannot be closed cleanly; nothing is lost
             log.debug("closing the microphone: %s", exc)
-        available = getattr(self.mic, "available", lambda: True)
+        mic = self.mic
         while not self._stopping.wait(MIC_RETRY_SECONDS):
-            if not available():
+            if isinstance(mic, Watchable) and not mic.available():
                 continue
             try:
                 self.mic.start()
@@ -431,32 +437,44 @@ def push_to_talk(
             if isinstance(event, EndOfInput):
                 return ExitCode.OK
             if isinstance(event, Failure):
-                raise _failure(event)
+                raise _failure(event) from event.error
             if not isinstance(event, Line) or event.text.strip():
                 _reply_to(session, keyboard, event)
                 continue
-            if not getattr(recorder, "available", lambda: True)():
-                line.note("The microphone is not there: connect it, then press Enter again.")
-                continue
-            try:
-                audio, speech_end, after = _record(recorder, inbox, line, session if speculate else None)
-            except DeviceError as exc:  # it could not be opened
-                line.note(f"The microphone is not there ({exc}): connect it, then press Enter again.")
-                continue
+            utterance, after = _recording(recorder, inbox, line, session if speculate else None)
             if isinstance(after, EndOfInput):
                 return ExitCode.OK
             if isinstance(after, Failure):
-                raise _failure(after)
-            if isinstance(after, MicGone):
-                line.note(f"The microphone is gone ({after.why}): the recording stopped there.")
-                if len(audio) < SAMPLE_RATE // 4:
-                    continue
+                raise _failure(after) from after.error
             if isinstance(after, Line) and after.text.strip():
                 pending = after  # typed while recording: the next turn, after the spoken one
-            line.show("thinking")
-            _reply_to(session, keyboard, Utterance(audio, speech_end))
+            if utterance is not None:
+                line.show("thinking")
+                _reply_to(session, keyboard, utterance)
     finally:
         line.close()
+
+
+def _recording(
+    recorder: Recorder, inbox: Inbox, line: StatusLine, session: Session | None
+) -> tuple[Utterance | None, Event | MicGone | None]:
+    """Enter was pressed: record until the next event. The turn it makes (None: no microphone, or too
+    little was recorded before it went away), and the event that ended the recording."""
+    if isinstance(recorder, Watchable) and not recorder.available():
+        line.note("The microphone is not there: connect it, then press Enter again.")
+        return None, None
+    try:
+        audio, speech_end, after = _record(recorder, inbox, line, session)
+    except DeviceError as exc:  # it could not be opened
+        line.note(f"The microphone is not there ({exc}): connect it, then press Enter again.")
+        return None, None
+    if isinstance(after, MicGone):
+        line.note(f"The microphone is gone ({after.why}): the recording stopped there.")
+        if len(audio) < SAMPLE_RATE // 4:
+            return None, after
+    if isinstance(after, (EndOfInput, Failure)):
+        return None, after
+    return Utterance(audio, speech_end), after
 
 
 def _record(
@@ -466,11 +484,16 @@ def _record(
     level meter. Returns the audio, when speech ended, and the event that ended the recording. With a
     session, its work starts in the user's pauses."""
     rec.start()
-    lost = getattr(rec, "lost", lambda: None)
+    watched = rec if isinstance(rec, Watchable) else None
     watcher = RecordingWatcher(rec, session.speculate, session.cancel_speculation) if session else None
-    status.show("recording", level=lambda: getattr(rec, "level", METER_FLOOR_DB))
+    status.show("recording", level=lambda: rec.level)
+
+    def gone() -> MicGone | None:
+        why = watched.lost() if watched is not None else None
+        return MicGone(why) if why is not None else None
+
     try:
-        event = inbox.get_or(lambda: MicGone(why) if (why := lost()) is not None else None)
+        event = inbox.get_or(gone)
     finally:
         speech_end = time.perf_counter()
         audio = rec.stop()
@@ -534,7 +557,7 @@ def hands_free(
             if isinstance(event, EndOfInput):
                 return ExitCode.OK
             if isinstance(event, Failure):
-                raise _failure(event)
+                raise _failure(event) from event.error
             if isinstance(event, Line) and not event.text.strip():
                 continue
             listener.replying.set()

@@ -238,12 +238,7 @@ def _split_hub_name(spec: str) -> tuple[str, str] | None:
 def resolve_gguf(spec: str | None) -> Path:
     """The GGUF file for --model: a path, a file in models/, a Hugging Face file, or the starter."""
     if spec is None:
-        found = local_ggufs()
-        if found:
-            if len(found) > 1:
-                log.warning("several models in models/; using %s (choose with --model)", found[0].name)
-            return found[0]
-        return _use_starter("no model in models/")
+        return _default_gguf()
     if spec in STARTER_LLM_NAMES:
         starter = starter_gguf()
         if starter is None:
@@ -257,10 +252,7 @@ def resolve_gguf(spec: str | None) -> Path:
         if (MODELS_DIR / entry.filename).is_file():
             return MODELS_DIR / entry.filename
         spec = entry.hub_name
-    path = Path(spec).expanduser()
-    if path.is_file():
-        return path
-    for candidate in (MODELS_DIR / spec, MODELS_DIR / f"{spec}.gguf"):
+    for candidate in (Path(spec).expanduser(), MODELS_DIR / spec, MODELS_DIR / f"{spec}.gguf"):
         if candidate.is_file():
             return candidate
     hub = _split_hub_name(spec)
@@ -269,19 +261,30 @@ def resolve_gguf(spec: str | None) -> Path:
             f"model not found: {spec}: pass the path of a .gguf file, put one in models/, "
             "or name a Hugging Face file as owner/repo/file.gguf"
         )
-    repo_id, filename = hub
+    return _gguf_from_hub(*hub, named if named == spec else f"{named} ({spec})")
+
+
+def _default_gguf() -> Path:
+    """Without --model: the largest model in models/, else the starter."""
+    found = local_ggufs()
+    if not found:
+        return _use_starter("no model in models/")
+    if len(found) > 1:
+        log.warning("several models in models/; using %s (choose with --model)", found[0].name)
+    return found[0]
+
+
+def _gguf_from_hub(repo_id: str, filename: str, shown: str) -> Path:
+    """A model the user named on the Hub: from the cache, or downloaded. It is used, or the reason it
+    cannot be is an error: answering with another model (the starter) would be a silent swap."""
     cached = from_hub_cache(repo_id, filename)
     if cached:
         return cached
-    # The user named this model: it is used, or the reason it cannot be is an error. Answering with
-    # another model (the starter) would be a silent swap.
     got = download_from_hub(repo_id, filename, filename)
     if isinstance(got, Path):
         return got
-    reason = got
-    shown = named if named == spec else f"{named} ({spec})"
     raise ModelError(
-        f"cannot download --model {shown} ({reason}): connect to the internet once, "
+        f"cannot download --model {shown} ({got}): connect to the internet once, "
         "or put the .gguf file in models/ and pass its name"
     )
 

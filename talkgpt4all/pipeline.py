@@ -1,39 +1,75 @@
 """One turn of the conversation: speech -> text -> reply tokens -> sentences -> speech.
 
-Each stage is a generator pulled by the next, so the first sentence is spoken while the model is
-still to write the second. Every timing counts from the end of the user's speech.
+Each stage is a generator pulled by the next, so the first sentence is spoken while the model is still to
+write the second. Every timing counts from the true end of the user's speech.
 
-A turn is run in one place (Session._run). What happens after it is kept apart: committing it to the
-history, then telling the observers (the transcript, then the display). A turn that fails or is cut
-off is still recorded, with what was said before it stopped.
+The life of a turn
+------------------
+A turn goes through these states. Each is owned by one thread, and only that thread moves the turn on,
+except that any thread may cut it off (Turn.interrupt()).
+
+``listening``
+    The user speaks; no Turn exists yet. The listener thread (hands-free) or the recording (push-to-talk)
+    has the audio. In the user's pauses the speculation worker may transcribe it and begin the reply,
+    holding the engines while it does (speculation.py).
+``heard``
+    The utterance is over (the endpoint, Enter, a typed line). The main thread makes the Turn, claims the
+    engines (the worker stops at its next step, or finishes the work for this very utterance), and
+    transcribes it, or takes the transcript made in the pause.
+``thinking``
+    The prompt is fitted to the context, and the model writes. The main thread pulls the reply's tokens
+    from its source (a stream begun in the pause, or a fresh one), shows them, and hands each sentence to
+    the voice, whose synthesis and playback threads speak it meanwhile.
+``speaking``
+    The reply is written; the voice plays on. The main thread waits for its last sound.
+``done``, ``cut off``, ``failed``
+    The final states. Heard to the end; or cut off: Enter or a typed line (the keyboard thread), speech
+    over the reply (the listener thread), Ctrl-C, SIGTERM or SIGHUP (the main thread, as an exception);
+    or failed: an engine, a server or a device, one line, and the conversation goes on. Every way to
+    cut a turn off takes one path: Turn.interrupt() sets its `cut` event and stops its voice, whose sinks
+    drop what they hold. An exception leaving the voice stops it the same way.
+
+Then the main thread settles the turn: the reply is what the user heard (all of it, or as far as it
+went), the turn is marked final, committed to the history, and told to the observers (the stopwatch,
+the transcript, the display). By then its voice's threads are joined and its reply's stream is closed,
+and the engines are released: nothing of the turn outlives it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import gc
-import itertools
 import json
 import logging
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
-from typing import Protocol
+from enum import Enum
+from types import TracebackType
 
 import numpy as np
 
 from talkgpt4all.audio import SAMPLE_RATE, AudioSink, is_silent
-from talkgpt4all.conversation import Conversation, MessageTooLong
+from talkgpt4all.conversation import Conversation, Fitted, MessageTooLong
 from talkgpt4all.errors import TalkError, UsageError, one_line
 from talkgpt4all.language import answer_note, asked, script_language
-from talkgpt4all.llm import ChatModel, GenerationOptions
-from talkgpt4all.speculation import Reply, Speculation, Speculator
+from talkgpt4all.llm import ChatModel, GenerationOptions, Prefills
+from talkgpt4all.observers import Observers, Stopwatch, TurnObserver
+from talkgpt4all.settings import Config
+from talkgpt4all.speculation import EngineLock, Reply, Speculation, Speculator
 from talkgpt4all.stt import Transcriber, Transcript
-from talkgpt4all.text import has_words, sentences
+from talkgpt4all.text import Cleaner, clean, has_words, sentences
 from talkgpt4all.tts import Synthesizer
-from talkgpt4all.voice import Speaker
+from talkgpt4all.voice import Voice
 
 log = logging.getLogger("talkgpt4all")
+
+# The first piece of a reply may end at a comma once it has this many words: speech starts sooner,
+# and four words are enough to sound like a phrase rather than a stutter.
+FIRST_CLAUSE_WORDS = 4
+DIDNT_CATCH = "Sorry, I didn't catch that. Please try again."
+ENGINES_WAIT = 60.0  # seconds the end of a session waits for work inside the model before it frees it
 
 
 @dataclass
@@ -53,8 +89,8 @@ class TurnResult:
     turn: int
     user: str
     language: str | None
-    reply: str  # what was said: all of it, or, when cut off, what the user heard (or saw) before that
-    prompt_tokens: int
+    reply: str = ""  # what was said: all of it, or, when cut off, what the user heard (or saw) before that
+    prompt_tokens: int = 0
     prompt_evaluated: int | None = None  # prompt tokens the model computed; the rest came from its cache
     timings: Timings = field(default_factory=Timings)
     interrupted: bool = False  # by the user (Enter, Ctrl-C, speech with barge-in) or a signal
@@ -78,78 +114,111 @@ class TurnResult:
         return json.dumps(record, ensure_ascii=False)
 
 
-class TurnObserver(Protocol):
-    """Told about each turn as it happens: the display, the transcript."""
-
-    def turn_started(self, result: TurnResult) -> None:
-        """The user's words are known; the reply is about to be asked for."""
-
-    def reply_token(self, text: str) -> None:
-        """The next piece of the reply, as the model writes it."""
-
-    def turn_ended(self, result: TurnResult) -> None:
-        """The turn is over: answered, cut off or failed (result.error)."""
-
-
-class Display(TurnObserver, Protocol):
+class Display(TurnObserver):
     """What the user sees. The CLI implements it; the pipeline never prints."""
 
-    def notice(self, text: str) -> None: ...
+    def notice(self, text: str) -> None:
+        raise NotImplementedError
 
 
-# The first piece of a reply may end at a comma once it has this many words: speech starts sooner,
-# and four words are enough to sound like a phrase rather than a stutter.
-FIRST_CLAUSE_WORDS = 4
+class TurnState(Enum):
+    HEARD = "heard"
+    THINKING = "thinking"
+    SPEAKING = "speaking"
+    DONE = "done"
+    CUT_OFF = "cut off"
+    FAILED = "failed"
 
-DIDNT_CATCH = "Sorry, I didn't catch that. Please try again."
+
+FINAL = frozenset({TurnState.DONE, TurnState.CUT_OFF, TurnState.FAILED})
+
+
+class Turn:
+    """One turn's handle: its state, and the one way to cut it off (see the module's docstring)."""
+
+    def __init__(self) -> None:
+        self.state = TurnState.HEARD
+        self.cut = threading.Event()  # cut off: by the user, or a signal
+        self._voice: Voice | None = None
+        self._lock = threading.Lock()
+
+    def move(self, state: TurnState) -> None:
+        """The main thread moves the turn on."""
+        with self._lock:
+            self.state = state
+
+    def speaking_with(self, voice: Voice | None) -> None:
+        """The voice the turn speaks with, from now on (a turn already cut off stops it at once)."""
+        with self._lock:
+            self._voice = voice
+            cut = self.cut.is_set()
+        if cut and voice is not None:
+            voice.stop()
+
+    def interrupt(self) -> bool:
+        """Cut the turn off now, from any thread: it stops at its next step, and its voice at once.
+        False when the turn was already over (then nothing is done)."""
+        with self._lock:
+            if self.state in FINAL:
+                return False
+            self.cut.set()
+            voice = self._voice
+        if voice is not None:
+            voice.stop()
+        return True
+
+
+@dataclass
+class Engines:
+    """The loaded models a session runs its turns on, and where its voice is heard."""
+
+    chat: ChatModel
+    transcriber: Transcriber | None = None
+    synthesizer: Synthesizer | None = None
+    sinks: list[AudioSink] = field(default_factory=list)
 
 
 class Session:
-    """A conversation with loaded engines. Engines are loaded before it is made, once."""
+    """A conversation on loaded engines: its turns, one at a time.
+
+    The engines' lock is made here, once: every use of a model (a turn, the speculation worker, the
+    warm-up, the end of the session) goes through it.
+    """
 
     def __init__(
         self,
-        chat: ChatModel,
+        engines: Engines,
         conversation: Conversation,
         display: Display,
+        config: Config | None = None,
         *,
-        transcriber: Transcriber | None = None,
-        synthesizer: Synthesizer | None = None,
-        sinks: list[AudioSink] | None = None,
         transcript: TurnObserver | None = None,
-        options: GenerationOptions | None = None,
-        language: str | None = None,
-        interruptible: bool = False,
-        stream: bool = True,
-        first_clause_words: int | None = FIRST_CLAUSE_WORDS,
         turns_before: int = 0,
-        zh_script: str = "simplified",
     ) -> None:
-        self.chat = chat
-        self.conversation = conversation
-        self.display = display
-        self.transcriber = transcriber
-        self.synthesizer = synthesizer
-        self.sinks = sinks or []
+        self.engines, self.conversation, self.display = engines, conversation, display
+        self.config = config or Config()
         self.transcript = transcript
-        self.options = options or GenerationOptions()
-        self.language = language
-        self.interruptible = interruptible  # Ctrl-C ends only the reply (interactive mode)
-        self.stream = stream  # False: the sequential --no-stream baseline
-        self.first_clause_words = first_clause_words if stream else None
-        self.interrupt = threading.Event()
-        self._speaker: Speaker | None = None
+        self.interruptible = self.config.interactive  # Ctrl-C ends only the reply
         self.turns = turns_before  # turn numbers go on from a resumed transcript
-        self.speculator: Speculator | None = None  # made by the first speculate()
-        self.zh_script = zh_script
         self.last_language: str | None = None  # the language of the turn before
-        # The transcript hears first: it must keep the turn even if the terminal has gone away.
-        self.observers: list[TurnObserver] = [o for o in (transcript, display) if o is not None]
+        self._lock = EngineLock()  # the engines'
+        self.speculator = Speculator(self._transcribe_ahead, self._begin, self._lock)
+        self._current: Turn | None = None
+        # The stopwatch first, then the transcript: it must keep the turn even if the terminal has gone.
+        self.observers: list[TurnObserver] = [Stopwatch(), *([transcript] if transcript else []), display]
+
+    @property
+    def options(self) -> GenerationOptions:
+        return self.config.llm.generation
+
+    @property
+    def language(self) -> str | None:
+        return self.config.stt.language
 
     @property
     def budget(self) -> int:
         """Tokens the prompt may take: the context, less room for the longest reply."""
-        return self.chat.context_size - self.options.max_tokens
+        return self.engines.chat.context_size - self.options.max_tokens
 
     @property
     def trim_target(self) -> int | None:
@@ -157,18 +226,19 @@ class Session:
         turns loses nothing by trimming one turn at a time; one that reuses only an unchanged prompt
         beginning re-evaluates everything after the system prompt at each trim, so it trims to half
         the budget and does that rarely."""
-        return None if self.chat.shifts_context else self.budget // 2
+        return None if self.engines.chat.shifts_context else self.budget // 2
+
+    # ------------------------------------------------------------------ the loops' way in
 
     def hear(self, audio: np.ndarray, speech_end: float, endpoint: float | None = None) -> TurnResult | None:
         """A spoken turn; None when nothing was said (and the model is not asked). speech_end is when the
         speech really ended; endpoint, how long after it the turn was judged over (hands-free)."""
-        if self.transcriber is None:
+        transcriber = self.engines.transcriber
+        if transcriber is None:
             raise RuntimeError("this session has no transcriber")
-        # From here on, Enter or Ctrl-C cancels this turn: also while the speech is transcribed.
-        self.interrupt.clear()
-        ahead = self.speculator.claim(audio) if self.speculator else None
-        heard: Transcript
+        turn = self._open()
         try:
+            ahead = self.speculator.claim(audio)
             if is_silent(audio):
                 self.display.notice(DIDNT_CATCH)
                 return None
@@ -176,82 +246,73 @@ class Session:
                 heard, stt = ahead.heard, max(0.0, ahead.heard_at - speech_end)
             else:
                 try:
-                    heard = self.transcriber.transcribe(audio, self.language)
+                    heard = transcriber.transcribe(audio, self.language)
                 except KeyboardInterrupt:
                     if not self.interruptible:
                         raise
-                    self.interrupt.set()
                     self.display.notice("(cancelled)")
                     return None
                 stt = time.perf_counter() - speech_end
             if not has_words(heard.text):
                 self.display.notice(DIDNT_CATCH)
                 return None
-            timings = Timings(endpoint=endpoint, stt=stt)
-            return self._turn(heard.text, speech_end, heard.language, timings, ahead)
+            return self._turn(turn, heard.text, speech_end, heard.language, Timings(endpoint, stt), ahead)
         finally:
-            if self.speculator:
-                self.speculator.release()
+            self._close(turn)
 
     def reply(self, text: str, speech_end: float, *, language: str | None = None) -> TurnResult:
         """Answer one typed turn: stream the reply to the display and speak it as it is written. Its
         language is the one given, else --language, else what its script says (Han characters mean
         Chinese), else English."""
-        self.interrupt.clear()
-        if self.speculator:
-            self.speculator.claim(None)
+        turn = self._open()
         language = language or self.language or script_language(text) or "en"
         try:
-            return self._turn(text, speech_end, language, Timings())
+            self.speculator.claim(None)
+            return self._turn(turn, text, speech_end, language, Timings())
         finally:
-            if self.speculator:
-                self.speculator.release()
+            self._close(turn)
 
     def speculate(self, audio: np.ndarray) -> None:
         """The user paused (hands-free, or recording push-to-talk), and this may be the whole utterance.
-        Its speech to text and the model's prefill start now, on a worker thread; a turn for this very
-        audio takes the results."""
-        if self.transcriber is None:
-            return
-        if self.speculator is None:
-            transcriber = self.transcriber
-            self.speculator = Speculator(lambda a: transcriber.transcribe(a, self.language), self._begin)
-        self.speculator.start(audio)
+        Its speech to text and the model's prefill start now, on the speculation worker; a turn for this
+        very audio takes the results."""
+        if self.engines.transcriber is not None:
+            self.speculator.start(audio)
 
     def cancel_speculation(self) -> None:
         """The user spoke on after the pause."""
-        if self.speculator:
-            self.speculator.cancel()
+        self.speculator.cancel()
+
+    def stop(self) -> bool:
+        """Cut off the turn in progress (from another thread: a key press, or speech with barge-in).
+        False when there is none: a key pressed as a turn ends is then the user's next."""
+        turn = self._current
+        return turn.interrupt() if turn is not None else False
+
+    # ------------------------------------------------------------------ a turn
+
+    def _open(self) -> Turn:
+        turn = Turn()
+        self._current = turn
+        return turn
+
+    def _close(self, turn: Turn) -> None:
+        """The turn is over: final (even a turn that never reached the model), the engines released."""
+        if turn.state not in FINAL:
+            turn.move(TurnState.CUT_OFF if turn.cut.is_set() else TurnState.DONE)
+        self._current = None
+        self.speculator.release()
 
     def _asked(self, user: str, language: str | None) -> str:
         """The user's message as the model gets it: with a note on the language to answer in."""
-        return asked(user, answer_note(language, self.last_language, self.zh_script))
+        return asked(user, answer_note(language, self.last_language, self.config.stt.zh_script))
 
-    def _begin(self, heard: Transcript, cancelled: threading.Event) -> Reply | None:
-        """Begin the reply a turn with this transcript would get: its prompt computed into the model's
-        cache (where the back end can do that alone), and its stream opened."""
-        user = self._asked(heard.text, heard.language or self.language)
-        try:
-            fitted = self.conversation.fit(user, self.chat.count_tokens, self.budget, self.trim_target)
-        except MessageTooLong:
-            return None  # the turn itself says so
-        prefill = getattr(self.chat, "prefill", None)
-        reply = Reply(fitted.messages, int(prefill(fitted.messages, cancelled)) if prefill else 0)
-        if not cancelled.is_set():
-            reply.stream = self.chat.stream(fitted.messages, self.options)
-        return reply
-
-    def stop(self) -> None:
-        """Interrupt the turn in progress (from another thread: a key press, or speech with --barge-in)."""
-        self.interrupt.set()
-        speaker = self._speaker
-        if speaker:
-            speaker.stop()
-
-    # ------------------------------------------------------------------ a turn, then what follows it
+    def _fit(self, user: str) -> Fitted:
+        return self.conversation.fit(user, self.engines.chat.count_tokens, self.budget, self.trim_target)
 
     def _turn(
         self,
+        turn: Turn,
         text: str,
         speech_end: float,
         language: str | None,
@@ -261,32 +322,34 @@ class Session:
         self.turns += 1
         result = TurnResult(
             self.turns,
-            text,
+            clean(text),
             language or self.language,
-            "",
-            0,
             timings=timings,
             speech_end=speech_end,
             speculated=ahead is not None,
         )
+        observers = Observers(self.observers)
         escaping: BaseException | None = None
         try:
-            self._run(result, speech_end, ahead)
+            self._run(turn, result, observers, ahead)
         except TalkError as exc:
             result.error = one_line(str(exc))
         except KeyboardInterrupt as exc:
-            result.interrupted = True
+            turn.interrupt()
             if not self.interruptible:
                 escaping = exc
         except BaseException as exc:  # SystemExit from a signal handler, or a bug: record, then go on up
-            result.interrupted = True
+            turn.interrupt()
             if not isinstance(exc, SystemExit):
                 result.error = one_line(f"unexpected {type(exc).__name__}: {exc}")
             escaping = exc
+        result.interrupted = turn.cut.is_set()
+        turn.move(
+            TurnState.FAILED if result.error else TurnState.CUT_OFF if result.interrupted else TurnState.DONE
+        )
         self.commit(result)
         self.last_language = result.language
-        for observer in self.observers:
-            observer.turn_ended(result)
+        observers.turn_ended(result)
         # A turn leaves cyclic garbage behind (objects that lived through it, ctypes array types that
         # llama-cpp-python makes as it tokenizes), which Python's generational collector reaches only
         # rarely: over 200 turns, memory crept up 6% without this and stayed flat with it. It costs
@@ -300,103 +363,113 @@ class Session:
         """Keep the turn in the history, if anything was said. A reply cut off is kept as far as the
         user heard it, marked as cut off; the old turns the prompt left out are forgotten."""
         if result.reply:
-            conversation = self.conversation
             user = result.asked or result.user
-            conversation.commit(user, result.reply, cut_off=result.cut_off, dropped=result.dropped)
+            self.conversation.commit(user, result.reply, cut_off=result.cut_off, dropped=result.dropped)
 
-    def _run(self, result: TurnResult, speech_end: float, ahead: Speculation | None = None) -> None:
-        for observer in self.observers:
-            observer.turn_started(result)
-        if self.interrupt.is_set():  # cancelled before the model was asked (Enter during STT)
-            result.interrupted = True
+    def _run(self, turn: Turn, result: TurnResult, observers: Observers, ahead: Speculation | None) -> None:
+        observers.turn_started(result)
+        if turn.cut.is_set():  # cut off before the model was asked (Enter during speech to text)
             return
         result.asked = self._asked(result.user, result.language)
-        fitted = self.conversation.fit(result.asked, self.chat.count_tokens, self.budget, self.trim_target)
+        fitted = self._fit(result.asked)
         result.prompt_tokens, result.dropped = fitted.tokens, fitted.dropped
-
-        def since_speech() -> float:
-            return time.perf_counter() - speech_end
-
-        pieces: list[str] = []
-        begun = ahead.reply if ahead is not None else None
-        if begun is not None and begun.messages != fitted.messages:
-            begun.close()  # begun for another prompt (cannot happen while the turn holds the engines)
-            begun = None
-        source: Iterator[str] | None
-        if begun is not None:
-            # The reply was begun in the pause: its first tokens are written, and its stream goes on.
-            source = begun.stream
-            tokens: Iterator[str] = itertools.chain(begun.tokens, source or ())
-        else:
-            source = tokens = self.chat.stream(fitted.messages, self.options)
-
-        def shown() -> Iterator[str]:
-            for token in tokens:
-                if self.interrupt.is_set():
-                    return
-                if result.timings.llm_first_token is None:
-                    result.timings.llm_first_token = since_speech()
-                pieces.append(token)
-                for observer in self.observers:
-                    observer.reply_token(token)
-                yield token
-
-        def first_audio() -> None:
-            result.timings.first_audio = since_speech()
-
-        speaker = None
-        if self.synthesizer is not None and self.sinks:
-            speaker = Speaker(
-                self.synthesizer,
-                self.sinks,
-                turn=self.turns,
-                language=result.language,
-                interrupt=self.interrupt,
-                on_first_audio=first_audio,
-            )
-        self._speaker = speaker
-        completed = False
+        turn.move(TurnState.THINKING)
+        source = self._source(fitted, ahead)
+        voice = self._voice(result, observers)
+        turn.speaking_with(voice)
+        written: list[str] = []
+        heard_all = False
         try:
-            if self.stream:
-                for sentence in sentences(shown(), self.first_clause_words):
-                    if result.timings.first_sentence is None:
-                        result.timings.first_sentence = since_speech()
-                    if speaker:
-                        speaker.say(sentence)
-            else:
-                # The sequential baseline: the whole reply, then all of its speech, then playback.
-                whole = "".join(shown()).strip()
-                result.timings.first_sentence = since_speech()
-                if speaker and whole:
-                    speaker.say(whole)
-            if not self.interrupt.is_set():
-                for observer in self.observers:
-                    written = getattr(observer, "reply_written", None)  # the display's status line
-                    if written is not None:
-                        written(speaker is not None)
-            if speaker:
-                speaker.finish()
-            completed = not self.interrupt.is_set()
+            with contextlib.closing(source), voice or contextlib.nullcontext():
+                self._write(turn, voice, source, written, observers)
+                if not turn.cut.is_set():
+                    turn.move(TurnState.SPEAKING)
+                    observers.reply_written(voice is not None)
+                if voice is not None:
+                    voice.finish()
+                heard_all = not turn.cut.is_set() and (voice is None or not voice.stopped)
         finally:
-            close = getattr(source, "close", None)
-            if close:
-                close()
-            if speaker:
-                speaker.close()
-            self._speaker = None
-            result.prompt_evaluated = self.chat.last_evaluated
-            if result.prompt_evaluated is not None and begun is not None:
-                result.prompt_evaluated += begun.prefilled  # computed in the pause, for this prompt
-            result.reply = "".join(pieces).strip()
-            if not completed:
-                # Only what the user heard (at least in part) was said; the rest never happened.
-                if speaker is not None:
-                    result.reply = " ".join(speaker.played)
-                # The speaker stops itself when it fails; only a stop without a failure is the user's.
-                result.interrupted = self.interrupt.is_set() and (speaker is None or speaker.error is None)
-        if speaker and speaker.error:
-            raise speaker.error
-        result.timings.total = since_speech()
+            result.prompt_evaluated = self.engines.chat.last_evaluated
+            if result.prompt_evaluated is not None:
+                result.prompt_evaluated += source.prefilled  # computed in the pause, for this prompt
+            # Only what the user heard (at least in part) was said; the rest never happened.
+            result.reply = "".join(written).strip() if heard_all or voice is None else " ".join(voice.played)
+        if voice is not None and voice.error is not None:
+            raise voice.error
+
+    def _source(self, fitted: Fitted, ahead: Speculation | None) -> Reply:
+        """The reply's tokens: the stream begun in the pause for this very prompt, or a fresh one."""
+        begun = ahead.reply if ahead is not None else None
+        if begun is not None and begun.messages == fitted.messages:
+            return begun
+        if begun is not None:
+            begun.close()  # begun for another prompt (cannot happen while the turn holds the engines)
+        return Reply(fitted.messages, stream=self.engines.chat.stream(fitted.messages, self.options))
+
+    def _voice(self, result: TurnResult, observers: Observers) -> Voice | None:
+        synthesizer, sinks = self.engines.synthesizer, self.engines.sinks
+        if synthesizer is None or not sinks:
+            return None
+        return Voice(
+            synthesizer,
+            sinks,
+            turn=result.turn,
+            language=result.language,
+            on_first_audio=observers.audio_started,
+        )
+
+    def _write(
+        self, turn: Turn, voice: Voice | None, source: Reply, written: list[str], observers: Observers
+    ) -> None:
+        """Pull the reply: each token shown (made safe for the terminal first), each sentence to the
+        voice; until it is written, or the turn is cut off, or the voice stopped itself."""
+        cleaner = Cleaner()
+
+        def tokens() -> Iterator[str]:
+            for raw in source:
+                if turn.cut.is_set() or (voice is not None and voice.stopped):
+                    return
+                token = cleaner.feed(raw)
+                if token:
+                    written.append(token)
+                    observers.reply_token(token)
+                    yield token
+            if tail := cleaner.flush():
+                written.append(tail)
+                observers.reply_token(tail)
+                yield tail
+
+        if self.config.turns.stream:
+            for sentence in sentences(tokens(), FIRST_CLAUSE_WORDS):
+                observers.sentence_ready(sentence)
+                if voice is not None:
+                    voice.say(sentence)
+        else:
+            # The sequential baseline: the whole reply, then all of its speech, then playback.
+            whole = "".join(tokens()).strip()
+            observers.sentence_ready(whole)
+            if voice is not None and whole:
+                voice.say(whole)
+
+    # ------------------------------------------------------------------ the speculation worker's steps
+
+    def _transcribe_ahead(self, audio: np.ndarray) -> Transcript:
+        assert self.engines.transcriber is not None
+        return self.engines.transcriber.transcribe(audio, self.language)
+
+    def _begin(self, heard: Transcript, cancelled: threading.Event) -> Reply | None:
+        """Begin the reply a turn with this transcript would get: its prompt computed into the model's
+        cache (where the back end can do that alone), and its stream opened."""
+        try:
+            fitted = self._fit(self._asked(clean(heard.text), heard.language or self.language))
+        except MessageTooLong:
+            return None  # the turn itself says so
+        chat = self.engines.chat
+        prefilled = chat.prefill(fitted.messages, cancelled) if isinstance(chat, Prefills) else 0
+        reply = Reply(fitted.messages, prefilled)
+        if not cancelled.is_set():
+            reply.stream = chat.stream(fitted.messages, self.options)
+        return reply
 
     # ------------------------------------------------------------------ before and after the session
 
@@ -407,30 +480,44 @@ class Session:
         system prompt, and the history of a resumed conversation. A system prompt that leaves no room
         in the context is a usage error, found here rather than at the first turn.
         """
-        if self.transcriber is not None:
-            self.transcriber.transcribe(np.zeros(SAMPLE_RATE // 2, np.float32), self.language or "en")
-        try:
-            fitted = self.conversation.fit("Hi", self.chat.count_tokens, self.budget, self.trim_target)
-        except MessageTooLong:
-            system = self.chat.count_tokens(Conversation(self.conversation.system_prompt).messages)
-            raise UsageError(
-                f"the system prompt takes {system} tokens, but --context {self.chat.context_size} with "
-                f"--max-tokens {self.options.max_tokens} leaves {self.budget} for the whole prompt: "
-                "shorten --system-prompt, raise --context or lower --max-tokens"
-            ) from None
-        for _ in self.chat.stream(fitted.messages, GenerationOptions(max_tokens=1, temperature=0.0)):
-            pass
-        if self.synthesizer is not None and self.sinks:
-            audio = self.synthesizer.synthesize("Hi", self.language)
-            for sink in self.sinks:
-                sink.prepare(audio.sample_rate)
+        chat, transcriber, synthesizer = self.engines.chat, self.engines.transcriber, self.engines.synthesizer
+        with self._lock:
+            if transcriber is not None:
+                transcriber.transcribe(np.zeros(SAMPLE_RATE // 2, np.float32), self.language or "en")
+            try:
+                fitted = self._fit("Hi")
+            except MessageTooLong:
+                system = chat.count_tokens(Conversation(self.conversation.system_prompt).messages)
+                raise UsageError(
+                    f"the system prompt takes {system} tokens, but --context {chat.context_size} with "
+                    f"--max-tokens {self.options.max_tokens} leaves {self.budget} for the whole prompt: "
+                    "shorten --system-prompt, raise --context or lower --max-tokens"
+                ) from None
+            for _ in chat.stream(fitted.messages, GenerationOptions(1, 0.0, self.options.seed)):
+                pass
+            if synthesizer is not None and self.engines.sinks:
+                audio = synthesizer.synthesize("Hi", self.language)
+                for sink in self.engines.sinks:
+                    sink.prepare(audio.sample_rate)
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
 
     def close(self) -> None:
-        if self.speculator:
-            self.speculator.close()
-        self.chat.close()
-        for sink in self.sinks:
-            sink.close()
-        close_transcript = getattr(self.transcript, "close", None)
-        if close_transcript:
-            close_transcript()
+        """End the speculation worker, then free the model, once nothing is inside it. (The sinks and
+        the transcript are their maker's to close: see app.py.)"""
+        self.speculator.close()
+        if self._lock.acquire(timeout=ENGINES_WAIT):
+            try:
+                self.engines.chat.close()
+            finally:
+                self._lock.release()
+        else:  # never free a model in use: the process's end frees it
+            log.warning(
+                "the language model is still busy after %.0f s: left to the system to free", ENGINES_WAIT
+            )

@@ -8,9 +8,10 @@ turn no longer adds to the time to the first word. If the user speaks on, the wo
 was shown, spoken or kept, and the model's cache is only a cache (the next prompt reuses what matches
 and recomputes the rest).
 
-The engines are never used by two threads at once. A turn claims them: from then until it is released,
-no speculation starts, and one under way is finished (or stopped at its next step) before the turn
-goes on.
+The engines are never used by two threads at once: one lock (the session's, made once) is held by the
+worker for each piece of work, and by a turn from its claim to its release. A turn's claim stops the
+work under way at its next step (unless it is for this very turn, which then waits for it), so that no
+speculation starts until the turn is over.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -36,18 +37,22 @@ AHEAD_TOKENS = 32
 
 @dataclass
 class Reply:
-    """A reply begun ahead: the prompt it answers, and the tokens written so far, with the stream that
-    writes the rest."""
+    """Where a turn's reply comes from: the prompt it answers, the tokens written so far (in the pause,
+    when it was begun ahead), and the stream that writes the rest. Its one close() ends the stream."""
 
     messages: list[Message]
-    prefilled: int  # prompt tokens computed for it
-    stream: Iterator[str] | None = None
+    prefilled: int = 0  # prompt tokens computed for it ahead of the turn
+    stream: Generator[str, None, None] | None = None
     tokens: list[str] = field(default_factory=list)
 
+    def __iter__(self) -> Iterator[str]:
+        yield from list(self.tokens)
+        if self.stream is not None:
+            yield from self.stream
+
     def close(self) -> None:
-        close = getattr(self.stream, "close", None)
-        if close:
-            close()
+        if self.stream is not None:
+            self.stream.close()
 
 
 class Speculation:
@@ -79,21 +84,62 @@ class Speculation:
         return len(audio) >= n and np.array_equal(audio[:n], self.audio)
 
 
+class EngineLock:
+    """The lock every use of the models goes through. It knows which thread holds it, so that a thread
+    interrupted (Ctrl-C) as it took the lock can give it back, whether or not it got it."""
+
+    WAIT_STEP = 0.05  # seconds: waits are this short, so Ctrl-C reaches the main thread at once
+
+    def __init__(self) -> None:
+        self._free = threading.Condition()
+        self._owner: int | None = None
+
+    def acquire(self, timeout: float | None = None) -> bool:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._free:
+            while self._owner is not None:
+                if deadline is not None and time.monotonic() >= deadline:
+                    return False
+                self._free.wait(self.WAIT_STEP)
+            self._owner = threading.get_ident()
+        return True
+
+    def release(self) -> None:
+        """Give the lock back, if this thread holds it (else nothing)."""
+        with self._free:
+            if self._owner == threading.get_ident():
+                self._owner = None
+                self._free.notify_all()
+
+    def __enter__(self) -> EngineLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
 class Speculator:
-    """One worker thread doing the latest speculation; the turns claim its results."""
+    """One worker thread doing the latest speculation; the turns claim its results.
+
+    `engines` is the lock every use of the models goes through: the worker holds it for each piece of
+    work, a turn from claim() to release().
+    """
 
     def __init__(
         self,
         transcribe: Callable[[np.ndarray], Transcript],
         begin: Callable[[Transcript, threading.Event], Reply | None] | None = None,
+        engines: EngineLock | None = None,
     ) -> None:
         """transcribe hears an utterance; begin(heard, cancelled) computes the prompt for it and opens
         the reply's stream (None: nothing to begin)."""
         self.transcribe, self.begin = transcribe, begin
+        self.engines = engines or EngineLock()
         self._lock = threading.Condition()
         self._pending: Speculation | None = None  # waiting for the worker
         self._latest: Speculation | None = None  # taken by the worker: under way or done
-        self._busy = False  # a turn has the engines
+        self._busy = False  # a turn has claimed the engines
         self._closed = False
         self._thread: threading.Thread | None = None
         self.started = self.used = 0  # counts, for the log and the tests
@@ -144,10 +190,13 @@ class Speculator:
                 latest.cancelled.set()
             if chosen is not None:
                 chosen.claimed.set()
-        # The worker is between steps soon; once it has done what it holds, the engines are free.
-        for spec in (latest, chosen):
-            if spec is not None:
-                spec.done.wait()
+        # The work for this turn is finished (it is the turn's head start); the rest stops at its next
+        # step. Then the engines are the turn's. (Interrupted meanwhile, by Ctrl-C: the turn's release()
+        # gives back whatever was taken.)
+        if chosen is not None:
+            while not chosen.done.wait(EngineLock.WAIT_STEP):
+                pass
+        self.engines.acquire()
         if latest is not None and latest is not chosen:
             latest.drop()
         if chosen is None or chosen.cancelled.is_set() or chosen.failed or chosen.heard is None:
@@ -160,17 +209,21 @@ class Speculator:
         return chosen
 
     def release(self) -> None:
+        """The turn is over: its work (and the reply it took over) is done with."""
         with self._lock:
             self._busy = False
             self._latest = None
+        self.engines.release()
 
     def close(self) -> None:
+        """Stop the worker (at its next step) and end its thread. Whatever it is inside is finished
+        first: the engines' lock says when that is."""
         with self._lock:
             self._closed = True
             self._drop()
             self._lock.notify()
         if self._thread is not None:
-            self._thread.join(2.0)
+            self._thread.join()
 
     def _work(self) -> None:
         while True:
@@ -182,15 +235,16 @@ class Speculator:
                 spec, self._pending = self._pending, None
                 assert spec is not None
                 stale, self._latest = self._latest, spec
-            if stale is not None:
-                stale.drop()  # its reply's stream is closed before the model is used again
-            try:
-                self._speculate(spec)
-            except Exception as exc:  # the turn does the work again, and meets the error itself
-                log.debug("speculation failed: %s", exc)
-                spec.failed = True
-            finally:
-                spec.done.set()
+            with self.engines:
+                if stale is not None:
+                    stale.drop()  # its reply's stream is closed before the model is used again
+                try:
+                    self._speculate(spec)
+                except Exception as exc:  # the turn does the work again, and meets the error itself
+                    log.debug("speculation failed: %s", exc)
+                    spec.failed = True
+                finally:
+                    spec.done.set()
 
     def _speculate(self, spec: Speculation) -> None:
         if spec.cancelled.is_set():

@@ -15,6 +15,8 @@ from typing import IO
 
 import numpy as np
 
+from talkgpt4all.text import clean
+
 METER_WIDTH = 12
 METER_FLOOR_DB = -60.0  # a level this low (or lower) shows an empty meter; 0 dBFS a full one
 REFRESH = 0.1  # seconds between redraws of a meter
@@ -60,7 +62,7 @@ class StatusLine:
             except (AttributeError, ValueError):
                 terminal = False
         self.terminal = terminal
-        self._console = Console(file=err, force_terminal=terminal, highlight=False, markup=False)
+        self._console = Console(file=err, force_terminal=terminal, highlight=False, markup=False, emoji=False)
         self._lock = threading.Lock()
         self._state: str | None = None
         self._level: Callable[[], float] | None = None
@@ -107,7 +109,7 @@ class StatusLine:
             if self._drawn:
                 self._write("\r\x1b[2K")
                 self._drawn = False
-            self._write(text + "\n")
+            self._write(clean(text) + "\n")
             if self.terminal and self._state is not None:
                 self._draw()
 

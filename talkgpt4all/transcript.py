@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from talkgpt4all.errors import TalkError
+from talkgpt4all.observers import TurnObserver
 
 if TYPE_CHECKING:
     from talkgpt4all.pipeline import TurnResult
@@ -51,7 +52,7 @@ def read_transcript(path: Path) -> list[PastTurn]:
         ) from None
     except OSError as exc:
         raise TalkError(f"cannot read --resume {path}: {exc.strerror}") from exc
-    turns = []
+    turns, skipped = [], []
     for number, raw in enumerate(data.splitlines(), 1):
         if not raw.strip():
             continue
@@ -60,14 +61,24 @@ def read_transcript(path: Path) -> list[PastTurn]:
         except (UnicodeDecodeError, json.JSONDecodeError):
             past = None
         if past is None:
-            log.warning("skipped line %d of %s: not a whole turn (cut short by a crash?)", number, path)
+            skipped.append(number)
             continue
         turns.append(past)
+    if not turns:
+        # Not a conversation to go on with (a wrong file, or an empty one): refused before anything is
+        # written to it.
+        raise TalkError(
+            f"--resume {path} holds no turn of a conversation (is it a --transcript file?): check the path, "
+            f"or start a new conversation there with --transcript {path}"
+        )
+    for number in skipped:
+        log.warning("skipped line %d of %s: not a whole turn (cut short by a crash?)", number, path)
     return turns
 
 
-class TranscriptWriter:
-    """Appends one JSON line a turn to a file, durably: written whole, flushed and fsynced."""
+class TranscriptWriter(TurnObserver):
+    """Appends one JSON line a turn to a file, durably: written whole, flushed and fsynced. As an
+    observer, each turn is kept as it ends, whether it was answered, cut off or failed."""
 
     def __init__(self, path: Path) -> None:
         try:
@@ -85,13 +96,6 @@ class TranscriptWriter:
         except OSError as exc:
             raise TalkError(f"cannot write --transcript {path}: {exc.strerror}") from exc
         self.path = path
-
-    # A TurnObserver: each turn is kept as it ends, whether it was answered, cut off or failed.
-    def turn_started(self, result: TurnResult) -> None:
-        pass
-
-    def reply_token(self, text: str) -> None:
-        pass
 
     def turn_ended(self, result: TurnResult) -> None:
         self.append(result.to_json())

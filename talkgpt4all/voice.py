@@ -1,8 +1,12 @@
 """Speaking a reply while it is written: sentences -> a synthesis thread -> a playback thread.
 
-Sentence 1 plays while sentence 2 is synthesized and sentence 3 generated. Order is kept by the two
-FIFO queues and the single thread at each stage. Everything stops at once when `interrupt` is set:
-playback is cut, the queues are drained, and `played` tells which sentences the user heard.
+Sentence 1 plays while sentence 2 is synthesized and sentence 3 generated. Order is kept by the two FIFO
+queues and the single thread at each stage. stop() silences it at once, from any thread: the sinks drop
+what they hold, the queues are drained, and `played` tells which sentences the user heard.
+
+A Voice is a context manager, and the turn that owns it uses it as one: leaving it on any exception
+(Ctrl-C, a signal, a failure) stops the sound first, and leaving it always joins its two threads and ends
+the reply in every sink. Nothing of it outlives the turn.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import logging
 import queue
 import threading
 from collections.abc import Callable
+from types import TracebackType
 
 from talkgpt4all.audio import Audio, AudioSink
 from talkgpt4all.text import has_words, speakable
@@ -19,10 +24,11 @@ from talkgpt4all.tts import Synthesizer
 log = logging.getLogger("talkgpt4all")
 
 _DONE = None  # end-of-reply marker in the queues
+WAIT_STEP = 0.05  # seconds: waits are this short, so Ctrl-C reaches the main thread at once
 
 
-class Speaker:
-    """One reply's voice. say() sentences in order, then finish(), and always close()."""
+class Voice:
+    """One reply's voice: say() sentences in order, then finish(), inside `with`."""
 
     def __init__(
         self,
@@ -31,14 +37,14 @@ class Speaker:
         *,
         turn: int,
         language: str | None,
-        interrupt: threading.Event,
         on_first_audio: Callable[[], None] = lambda: None,
     ) -> None:
         self.synthesizer, self.sinks, self.language = synthesizer, sinks, language
-        self.interrupt = interrupt
         self.on_first_audio = on_first_audio
         self.played: list[str] = []  # sentences whose audio reached the sinks, in order
-        self.error: BaseException | None = None
+        self.error: BaseException | None = None  # why it stopped itself (synthesis or playback failed)
+        self._stopped = threading.Event()
+        self._played_out = threading.Event()  # the playback thread is done
         self._texts: queue.Queue[str | None] = queue.Queue()
         self._audio: queue.Queue[tuple[str, Audio] | None] = queue.Queue()
         for sink in sinks:
@@ -48,26 +54,40 @@ class Speaker:
         self._synthesis.start()
         self._playback.start()
 
+    @property
+    def stopped(self) -> bool:
+        return self._stopped.is_set()
+
     def say(self, sentence: str) -> None:
         """Queue a sentence; it is spoken after the ones before it."""
         self._texts.put(sentence)
 
     def finish(self) -> None:
-        """Wait until everything queued has been played (or the reply was interrupted)."""
+        """Wait until everything queued has been played (or the voice was stopped)."""
         self._texts.put(_DONE)
-        while self._playback.is_alive():
-            self._playback.join(0.05)  # short waits, so Ctrl-C reaches the main thread at once
+        # An Event, not Thread.join(): a join interrupted by Ctrl-C can leave the thread marked as ended
+        # while it still plays (Python 3.11).
+        while not self._played_out.wait(WAIT_STEP):
+            pass
 
     def stop(self) -> None:
-        """Cut the reply off now: stop the sound and let the workers drain. Safe from any thread."""
-        self.interrupt.set()
+        """Cut the reply off now: silence the sinks and let the threads drain. Safe from any thread."""
+        self._stopped.set()
         for sink in self.sinks:
             sink.stop()
 
-    def close(self) -> None:
-        """Stop the workers (cutting playback off if interrupted) and end the reply in every sink."""
-        if self.interrupt.is_set():
+    def __enter__(self) -> Voice:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if kind is not None:
             self.stop()
+        self._close()
+
+    def _close(self) -> None:
+        """Stop the threads (after what was queued, unless stopped) and end the reply in every sink."""
         self._texts.put(_DONE)
         self._synthesis.join()
         self._audio.put(_DONE)
@@ -81,7 +101,7 @@ class Speaker:
         self.stop()
 
     def _synthesize_loop(self) -> None:
-        while (text := self._texts.get()) is not _DONE and not self.interrupt.is_set():
+        while (text := self._texts.get()) is not _DONE and not self.stopped:
             spoken = speakable(text)
             if not has_words(spoken):
                 continue
@@ -94,17 +114,20 @@ class Speaker:
         self._audio.put(_DONE)
 
     def _play_loop(self) -> None:
-        while (item := self._audio.get()) is not _DONE and not self.interrupt.is_set():
-            text, audio = item
-            if not len(audio.samples):  # no voice for it: shown, not spoken
+        try:
+            while (item := self._audio.get()) is not _DONE and not self.stopped:
+                text, audio = item
+                if not len(audio.samples):  # no voice for it: shown, not spoken
+                    self.played.append(text)
+                    continue
+                if not self.played:
+                    self.on_first_audio()
                 self.played.append(text)
-                continue
-            if not self.played:
-                self.on_first_audio()
-            self.played.append(text)
-            try:
-                for sink in self.sinks:
-                    sink.write(audio)
-            except Exception as exc:
-                self._fail(exc)
-                break
+                try:
+                    for sink in self.sinks:
+                        sink.write(audio)
+                except Exception as exc:
+                    self._fail(exc)
+                    break
+        finally:
+            self._played_out.set()

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 
 import numpy as np
 
 from talkgpt4all.audio import Audio
+from talkgpt4all.audio.vad import CHUNK, Segmenter
+from talkgpt4all.conversation import Conversation
 from talkgpt4all.llm import GenerationOptions
-from talkgpt4all.pipeline import TurnResult
+from talkgpt4all.pipeline import Display, Engines, Session, TurnResult
+from talkgpt4all.settings import Config
 from talkgpt4all.stt import Transcript
 
 
@@ -32,7 +35,9 @@ class FakeChat:
     def count_tokens(self, messages: list[dict[str, str]]) -> int:
         return sum(len(m["content"].split()) + 4 for m in messages)
 
-    def stream(self, messages: list[dict[str, str]], options: GenerationOptions) -> Iterator[str]:
+    def stream(
+        self, messages: list[dict[str, str]], options: GenerationOptions
+    ) -> Generator[str, None, None]:
         self.calls.append([dict(m) for m in messages])
         reply = self.replies.pop(0)
         for i, word in enumerate(reply.split(" ")):
@@ -103,7 +108,7 @@ class FakeSink:
         self.events.append("close")
 
 
-class FakeDisplay:
+class FakeDisplay(Display):
     def __init__(self) -> None:
         self.lines: list[str] = []
         self.current = ""
@@ -126,3 +131,37 @@ class FakeDisplay:
 
     def notice(self, text: str) -> None:
         self.lines.append(text)
+
+
+def settings(**sections: dict[str, object]) -> Config:
+    """A Config with these settings (by section: stt={"language": "zh"}), the rest the defaults."""
+    return Config.build(sections)
+
+
+HEADLESS = settings(io={"text": True})  # Ctrl-C ends the run, not only the reply
+
+
+def make_session(
+    chat: FakeChat | None = None,
+    display: FakeDisplay | None = None,
+    *,
+    transcriber: object = None,
+    synthesizer: object = None,
+    sinks: list | None = None,
+    config: Config | None = None,
+    **kw: object,
+) -> Session:
+    """A session on fakes (or on the real engines given), interactive unless config says otherwise."""
+    engines = Engines(chat or FakeChat(), transcriber, synthesizer, sinks or [])  # type: ignore[arg-type]
+    return Session(engines, Conversation("be brief"), display or FakeDisplay(), config, **kw)  # type: ignore[arg-type]
+
+
+def feed_all(segmenter: Segmenter, samples: np.ndarray) -> list[tuple[int, np.ndarray]]:
+    """Feed a whole recording to a segmenter, a chunk at a time; each utterance it cuts, with the audio
+    time (in samples) at which it ended."""
+    found = []
+    for start in range(0, len(samples) - CHUNK + 1, CHUNK):
+        utterance = segmenter.feed(samples[start : start + CHUNK])
+        if utterance is not None:
+            found.append((segmenter.samples_seen, utterance))
+    return found

@@ -391,3 +391,179 @@ def test_openai_server_error_500_is_one_clear_line():
         server.shutdown()
     assert run.returncode == 1 and len(run.stderr_lines) == 1, run.stderr
     assert "answered 500 model crashed" in run.stderr
+
+
+FAKE_SERVER = '''#!{python}
+"""A stand-in llama-server: answers /health, and dies on /crash, saying why as llama.cpp does."""
+import http.server, os, sys
+port = int(sys.argv[sys.argv.index("--port") + 1])
+print("fake llama-server listening on", port, flush=True)
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        if self.path == "/crash":
+            print("GGML_ASSERT(n_tokens_all <= cparams.n_batch) failed", flush=True)
+            os._exit(134)
+        self.send_response(200)
+        self.end_headers()
+        self.wfile.write(b"{{}}")
+    def log_message(self, *args):
+        pass
+http.server.HTTPServer(("127.0.0.1", port), Handler).serve_forever()
+'''
+
+
+def test_a_restarted_server_keeps_the_log_of_why_it_died(tmp_path: Path, monkeypatch):
+    """llama-server's log still says why it crashed after the restart. (Before, each start truncated
+    the log, so the reason was gone by the time the user looked.)"""
+    import requests
+
+    from talkgpt4all.llm import binary
+
+    monkeypatch.setenv("TALKGPT4ALL_CACHE", str(tmp_path / "cache"))
+    fake = tmp_path / "llama-server"
+    fake.write_text(FAKE_SERVER.format(python=sys.executable))
+    fake.chmod(0o755)
+    server = binary.LlamaServer(fake, tmp_path / "model.gguf", 512, None, False)
+    try:
+        server.start()
+        with pytest.raises(requests.ConnectionError):
+            requests.get(f"{server.url}/crash", timeout=5)
+        server.process.wait(10)
+        server.start()  # the restart path
+        log = server.log_path.read_text()
+    finally:
+        server.stop()
+    assert "GGML_ASSERT(n_tokens_all <= cparams.n_batch) failed" in log
+    assert log.count("fake llama-server listening") == 2
+
+
+def test_the_server_is_started_without_running_python_in_the_forked_child(tmp_path: Path, monkeypatch):
+    """The program has threads when it starts llama-server: code run between fork and exec (a
+    preexec_fn, here ctypes calling prctl) can deadlock on a lock another thread held. The death signal
+    is set by setpriv instead, in the child's own exec."""
+    import subprocess as sp
+
+    from talkgpt4all.llm import binary
+
+    calls: list[tuple[list[str], dict]] = []
+    real = sp.Popen
+
+    def recording(argv, **kwargs):
+        calls.append((list(argv), kwargs))
+        return real(argv, **kwargs)
+
+    monkeypatch.setattr(binary.subprocess, "Popen", recording)
+    monkeypatch.setenv("TALKGPT4ALL_CACHE", str(tmp_path / "cache"))
+    fake = tmp_path / "llama-server"
+    fake.write_text(FAKE_SERVER.format(python=sys.executable))
+    fake.chmod(0o755)
+    server = binary.LlamaServer(fake, tmp_path / "model.gguf", 512, None, False)
+    try:
+        server.start()
+    finally:
+        server.stop()
+    [(argv, kwargs)] = calls
+    assert kwargs.get("preexec_fn") is None and kwargs.get("start_new_session") is True
+    assert Path(argv[0]).name == "setpriv" and argv[1:4] == ["--pdeathsig", "TERM", "--"]
+    assert argv[4] == str(fake)
+
+
+HOSTILE_REPLY = (
+    "Hello \x1b]0;pwned\x07there \x1b[2Jfriend :smile: [bold]x[/bold] \x1b]52;c;cm0gLXJmIH4=\x07"
+    "and \x9b31mred\x07 \u202egnol\u202c end."
+)
+
+
+class _HostileServer(_Utf8Server):
+    """A server whose reply, and whose error message, hold terminal escape sequences: a window title
+    (OSC 0), a clipboard write (OSC 52), a screen clear, a bell, a C1 CSI, a bidi override, an emoji
+    code and Rich markup."""
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers["Content-Length"]))
+        if self.status != 200:
+            self.send_response(self.status)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(json.dumps({"error": {"message": "bad \x1b]0;pwned\x07 model"}}).encode())
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.end_headers()
+        for piece in (HOSTILE_REPLY[:9], HOSTILE_REPLY[9:30], HOSTILE_REPLY[30:]):
+            event = {"choices": [{"delta": {"content": piece}, "finish_reason": None}]}
+            self.wfile.write(f"data: {json.dumps(event)}\n\n".encode())
+        done = {"choices": [{"delta": {}, "finish_reason": "stop"}]}
+        self.wfile.write(f"data: {json.dumps(done)}\n\ndata: [DONE]\n\n".encode())
+
+
+SHOWN = "Hello there friend :smile: [bold]x[/bold] and red gnol end."
+
+
+def test_a_reply_full_of_terminal_escapes_is_shown_as_text(tmp_path: Path):
+    """Escape and control sequences from a model or a server are removed before anything is shown,
+    spoken or kept; Rich's markup and emoji codes are shown as typed. The transcript and the screen
+    agree. (Before, they reached the terminal, which ran them: the window title became "pwned".)"""
+    server = _serve(_HostileServer)
+    log = tmp_path / "t.jsonl"
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/v1"
+        run = run_chat(
+            "--llm", "openai", "--llm-url", url, "--model", "m", "--text", "--no-play",
+            "--transcript", str(log), stdin="say \x1b[31mit\n",
+        )  # fmt: skip
+    finally:
+        server.shutdown()
+    assert run.returncode == 0, run.stderr
+    for stream in (run.stdout, run.stderr):
+        assert not any(ch in stream for ch in "\x1b\x07\x9b\u202e"), repr(stream)
+    assert reply_line(run.stdout) == SHOWN
+    turn = json.loads(log.read_text())
+    assert turn["reply"] == SHOWN and turn["user"] == "say it"
+
+
+def test_a_server_error_full_of_terminal_escapes_is_one_plain_line():
+    class Failing(_HostileServer):
+        status = 500
+
+    server = _serve(Failing)
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/v1"
+        run = run_chat(
+            "--llm", "openai", "--llm-url", url, "--model", "m", "--text", "--no-play", stdin="hi\n"
+        )
+    finally:
+        server.shutdown()
+    assert run.returncode == 1 and len(run.stderr_lines) == 1, run.stderr
+    assert "\x1b" not in run.stderr and "\x07" not in run.stderr and "answered 500 bad" in run.stderr
+
+
+def test_in_a_terminal_a_hostile_reply_leaves_the_window_title_alone():
+    """As a user sees it: in tmux, the reply is printed whole and the window title is not changed."""
+    import shutil
+
+    if shutil.which("tmux") is None:
+        pytest.fail("needs tmux (.ci/run installs it)")
+    server = _serve(_HostileServer)
+    name = f"hostile{os.getpid()}"
+    url = f"http://127.0.0.1:{server.server_address[1]}/v1"
+    command = f"{sys.executable} {CHAT} --llm openai --llm-url {url} --model m --text --no-play; sleep 600"
+    subprocess.run(["tmux", "new-session", "-d", "-s", name, "-x", "160", "-y", "20", command], check=True)
+    try:
+        subprocess.run(["tmux", "select-pane", "-t", name, "-T", "talk"], check=True)
+        subprocess.run(["tmux", "send-keys", "-t", name, "Hello?", "Enter"], check=True)
+        deadline = time.monotonic() + 60
+        screen = ""
+        while time.monotonic() < deadline and "end." not in screen:
+            time.sleep(0.2)
+            screen = subprocess.run(
+                ["tmux", "capture-pane", "-p", "-t", name], capture_output=True, text=True
+            ).stdout
+        title = subprocess.run(
+            ["tmux", "display-message", "-p", "-t", name, "#{pane_title}"], capture_output=True, text=True
+        ).stdout.strip()
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", name], capture_output=True)
+        server.shutdown()
+    assert "AI: " + SHOWN in screen, screen
+    assert title == "talk", title

@@ -109,3 +109,19 @@ def test_on_off_settings_take_true_or_false_in_the_file_and_either_flag_wins(tmp
     config.write_text('aec = "no"\n')
     run = run_chat("--config", str(config), "--print-config")
     assert run.returncode == 2 and "use true or false" in one_line(run.stderr), run.stderr
+
+
+def test_every_setting_is_in_the_readme_and_help_shows_the_declared_defaults():
+    """The settings are declared once (settings.py): --help is made from them, and the README names
+    each flag."""
+    from conftest import ROOT
+    from talkgpt4all.settings import options
+
+    readme = (ROOT / "README.md").read_text()
+    missing = [option.flag for _, _, option in options() if f"`{option.flag}" not in readme]
+    assert missing == [], f"flags the README does not mention: {missing}"
+    run = run_chat("--help")
+    assert run.returncode == 0
+    help_text = " ".join(run.stdout.split())
+    assert "context window in tokens, 128 to 1048576 (default: 4096)" in help_text
+    assert "sampling temperature, 0 to 2 (default: 0.7)" in help_text

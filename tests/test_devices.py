@@ -10,6 +10,7 @@ import json
 import os
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -20,7 +21,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import ROOT, Ears, speak_to_file, wer
+from conftest import ROOT, Ears, speak_to_file, wait_for_turns, wer
+
+pytestmark = pytest.mark.devices
 
 NEEDED = ("pulseaudio", "pactl", "paplay", "parec", "tmux")
 
@@ -126,6 +129,10 @@ class Speaker:
                 return
             time.sleep(0.05)
         raise AssertionError("nothing was played on the speaker")
+
+    def position(self) -> int:
+        """Samples recorded so far."""
+        return len(self._data) // 2
 
     def heard(self) -> np.ndarray:
         time.sleep(0.2)  # what was just played reaches the monitor
@@ -236,6 +243,54 @@ def test_enter_stops_a_long_reply(pulse: dict[str, str], tmp_path: Path):
     # Sound was playing, and it stopped: the last second recorded is silent.
     assert np.abs(samples).max() > 0.05, (len(samples) / 16000, screen)
     assert np.abs(samples[-16000:]).max() < 0.01
+
+
+@pytest.mark.parametrize(
+    ("sig", "code"),
+    [(signal.SIGINT, None), (signal.SIGTERM, 143), (signal.SIGHUP, 129)],
+    ids=["ctrl-c", "sigterm", "sighup"],
+)
+def test_a_signal_during_a_spoken_reply_silences_the_speaker_at_once(
+    pulse: dict[str, str], tmp_path: Path, sig: signal.Signals, code: int | None
+):
+    """Ctrl-C, a polite kill or a closed terminal while a long reply is spoken (push-to-talk, a typed
+    request, espeak-ng): the speaker, recorded, is silent within 0.2 s of the signal, and the history
+    keeps what was heard. Ctrl-C ends only the reply; SIGTERM and SIGHUP end the program. (Before, the
+    voice's threads were joined without being stopped: the reply played on for seconds.)"""
+    transcript = tmp_path / "turns.jsonl"
+    env = {**pulse, "PULSE_SOURCE": "mic.monitor", "PULSE_SINK": "spk", "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "chat.py"), *CHAT_ON_DEVICES, "--tts", "espeak", "--max-tokens", "400",
+         "--transcript", str(transcript), *STORY],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True,
+    )  # fmt: skip
+    assert proc.stdin is not None and proc.stderr is not None
+    try:
+        for line in proc.stderr:  # the models are loaded
+            if line.startswith("Ready."):
+                break
+        speaker = Speaker(env, tmp_path / "speaker.raw")
+        proc.stdin.write("Tell me a long story about a dragon.\n")
+        proc.stdin.flush()
+        speaker.wait_for_sound(timeout=60)
+        time.sleep(1.5)  # well into the reply
+        at_signal = speaker.position()
+        proc.send_signal(sig)
+        if code is None:
+            wait_for_turns(transcript, 1, timeout=10)  # the reply ends; the program goes on
+            proc.stdin.close()  # then Ctrl-D quits
+        assert proc.wait(20) == (code or 0), proc.stderr.read()
+        samples = speaker.heard()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    loud = np.flatnonzero(np.abs(samples) > 0.02)
+    assert len(loud) and loud[0] < at_signal, "nothing was heard before the signal"
+    after = (loud[-1] - at_signal) / 16000
+    print(f"{sig.name}: the last sound {after * 1000:.0f} ms after the signal")  # (shown with -s)
+    assert after <= 0.2, f"the reply was heard {after:.2f} s after the signal"
+    [turn] = [json.loads(line) for line in transcript.read_text().splitlines()]
+    assert turn["interrupted"] is True and turn["reply"], turn  # what was heard, marked as cut off
 
 
 def test_the_level_meter_moves_with_sound_and_rests_in_silence(pulse: dict[str, str], tmp_path: Path):

@@ -18,6 +18,8 @@ import pytest
 from conftest import Ears, reply_line, run_chat, speak_to_file, wer
 from talkgpt4all.models import starter_gguf
 
+pytestmark = pytest.mark.e2e
+
 QUESTION = "What is the capital of France?"
 DETERMINISTIC = ("--temperature", "0", "--seed", "1")
 
@@ -147,7 +149,8 @@ def test_openai_whisper_engine_loads_a_checkpoint_and_transcribes(tmp_path: Path
     from whisper.model import ModelDimensions, Whisper
 
     from talkgpt4all.audio import load_audio
-    from talkgpt4all.stt import STTSettings, Transcript, make_transcriber
+    from talkgpt4all.settings import SpeechToText
+    from talkgpt4all.stt import Transcript, make_transcriber
 
     dims = ModelDimensions(
         n_mels=80,
@@ -169,7 +172,7 @@ def test_openai_whisper_engine_loads_a_checkpoint_and_transcribes(tmp_path: Path
     checkpoint = tmp_path / "tiny-random.pt"
     torch.save({"dims": asdict(dims), "model_state_dict": model.state_dict()}, checkpoint)
 
-    transcriber = make_transcriber("openai-whisper", STTSettings(str(checkpoint)))
+    transcriber = make_transcriber(SpeechToText(engine="openai-whisper", model=str(checkpoint)))
     assert isinstance(transcriber.model, whisper.model.Whisper)  # type: ignore[attr-defined]
     audio = load_audio(speak_to_file(QUESTION, tmp_path / "q.wav"))
     result = transcriber.transcribe(audio, language="en")

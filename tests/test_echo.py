@@ -127,11 +127,10 @@ def barge_ins(
     started: list[float] = []
     utterances: list[np.ndarray] = []
     segmenter = Segmenter(VadOptions(), on_start=lambda: started.append(segmenter.samples_seen / SAMPLE_RATE))
-    segmenter.echo = True
     for i, (_, level) in enumerate(pieces):
         recent = [db for db, _ in pieces[max(0, i - OVER_ECHO_PIECES + 1) : i + 1]]
-        segmenter.over_echo = max(recent) >= level
-        utterance = segmenter.feed(listened[i * CHUNK : (i + 1) * CHUNK])
+        over_echo = max(recent) >= level
+        utterance = segmenter.feed(listened[i * CHUNK : (i + 1) * CHUNK], echo=True, over_echo=over_echo)
         if utterance is not None:
             utterances.append(utterance)
     return started, utterances
@@ -187,25 +186,22 @@ def test_while_the_speakers_play_a_turn_needs_surer_longer_speech():
     segmenter = Segmenter(options, vad=lambda chunk: probabilities.pop(0), on_start=lambda: started.append(1))
     silence = np.zeros(CHUNK, np.float32)
 
-    def feed(probability: float, chunks: int) -> None:
+    def feed(probability: float, chunks: int, echo: bool = True, over_echo: bool = True) -> None:
         for _ in range(chunks):
             probabilities.append(probability)
-            segmenter.feed(silence)
+            segmenter.feed(silence, echo=echo, over_echo=over_echo)
 
-    segmenter.echo = True
     feed(options.echo_threshold - 0.05, 20)  # residual echo: a turn without echo, but not now
     assert not started
-    segmenter.over_echo = False
-    feed(0.95, 20)  # sure speech, but the canceller finds only echo in it: the reply's own voice
+    feed(0.95, 20, over_echo=False)  # sure speech, but the canceller finds only echo in it: its own voice
     assert not started
-    segmenter.over_echo = True
     feed(0.9, options.chunks(options.echo_min_speech_ms) - 1)
     assert not started
     feed(0.9, 1)
     assert started == [1]
     segmenter.reset()
-    segmenter.echo, segmenter.over_echo = False, False  # no reply playing: over_echo does not matter
-    feed(0.6, options.chunks(options.min_speech_ms))
+    # No reply playing: over_echo does not matter.
+    feed(0.6, options.chunks(options.min_speech_ms), echo=False, over_echo=False)
     assert started == [1, 1]
 
 
@@ -214,16 +210,18 @@ def barge_in_turn(*steps: tuple[float, float, bool, int]) -> list[float]:
     fed while the speakers play, then a pause once they stopped: each of its chunks' value."""
     options = VadOptions()
     probabilities: list[float] = []
-    segmenter = Segmenter(options, vad=lambda chunk: probabilities.pop(0))
-    segmenter.echo = True
+    started: list[bool] = []
+    segmenter = Segmenter(
+        options, vad=lambda chunk: probabilities.pop(0), on_start=lambda: started.append(True)
+    )
+    echo = True
     utterance = None
     for value, probability, over_echo, chunks in steps:
-        segmenter.over_echo = over_echo
         for _ in range(chunks):
             probabilities.append(probability)
-            found = segmenter.feed(np.full(CHUNK, value, np.float32))
+            found = segmenter.feed(np.full(CHUNK, value, np.float32), echo=echo, over_echo=over_echo)
             utterance = found if utterance is None else utterance
-        segmenter.echo = not segmenter.in_speech  # the reply stops once the user starts
+        echo = not started  # the reply stops once the user starts
     assert utterance is not None
     return [round(float(c), 1) for c in utterance.reshape(-1, CHUNK)[:, 0]]
 

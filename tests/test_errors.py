@@ -120,6 +120,9 @@ def test_bad_input_fails_before_any_model_loads(tmp_path):
         (["--tts", "openai", "--tts-url", "localhost"], "--tts-url"),
         (["--silence-ms", "300"], "--vad"),
         (["--turn-model", "none"], "--vad"),
+        (["--context", "10000000"], "--context"),
+        (["--language", "xx"], "--language"),
+        (["--language", "english"], "--language en"),
     ],
     ids=lambda v: " ".join(v) if isinstance(v, list) else None,
 )
@@ -134,6 +137,40 @@ def test_a_system_prompt_longer_than_the_context_is_a_usage_error():
         "--system-prompt", "Be brief. " * 200, *STARTER, code=2,
     )  # fmt: skip
     assert "system prompt takes" in line and "--context 256" in line
+
+
+def test_a_context_of_ten_to_the_twenty_in_the_config_file_is_one_line_not_a_crash(tmp_path):
+    """(Before: the process was killed by the kernel for the memory it asked for, exit 137.)"""
+    config = tmp_path / "config.toml"
+    config.write_text("context = 100000000000000000000\n")
+    line = one_line_error("--text", "--no-play", "--config", str(config), code=2)
+    assert "context" in line and "at most" in line
+
+
+def test_a_context_longer_than_the_model_knows_names_the_context_not_the_file():
+    """SmolLM2 was trained on 8192 tokens. (Before, a context it could not make was blamed on the
+    model file: "corrupt, incomplete, or an architecture this llama.cpp does not know".)"""
+    line = one_line_error("--text", "--no-play", "--context", "500000", *STARTER, code=2)
+    assert "--context 500000" in line and "8192" in line and "download" not in line
+
+
+def test_an_espeak_voice_that_does_not_exist_is_one_line_not_another_voice(tmp_path):
+    """(Before, espeak-ng spoke in its default voice and the run went on: an explicit choice replaced.)"""
+    line = one_line_error(
+        "--text", "--tts", "espeak", "--voice", "no-such-voice", "--save-audio", str(tmp_path), *STARTER
+    )
+    assert "no-such-voice" in line and "--list-voices" in line
+    assert not list(tmp_path.glob("*.wav"))
+
+
+@pytest.mark.parametrize("content", [os.urandom(600), b"", b"hello\nworld\n"], ids=["bytes", "empty", "text"])
+def test_resume_of_a_file_with_no_turn_in_it_is_refused_and_left_alone(tmp_path, content):
+    """(Before, it resumed an empty conversation and appended new turns to the file.)"""
+    path = tmp_path / "notes.txt"
+    path.write_bytes(content)
+    line = one_line_error("--text", "--no-play", "--resume", str(path), *STARTER)
+    assert "notes.txt" in line and "--transcript" in line
+    assert path.read_bytes() == content
 
 
 def test_invalid_utf8_on_stdin_is_replaced_with_a_warning_and_answered(tmp_path):
@@ -274,3 +311,35 @@ def test_ctrl_c_exits_130(tmp_path):
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     assert "Traceback" not in err
+
+
+def test_a_llama_cpp_build_that_crashes_on_this_cpu_is_one_line_saying_how_to_rebuild(tmp_path):
+    """pip builds llama-cpp-python natively, and on the Intel Xeons this project is tested on, ggml's AMX
+    kernels die at the first prompt (a segmentation fault, no word). The build is tried once per CPU in a
+    child process: here the child crashes as they do (SIGILL), and the build reports AMX. Nothing else
+    on this machine crashes: the crash is a stand-in, the check and the line are real."""
+    tried = str(tmp_path / "tried")
+    probe = f"import os, signal\nopen({tried!r}, 'a').write('x')\nos.kill(os.getpid(), signal.SIGILL)\n"
+    script = (
+        "import sys, llama_cpp, talkgpt4all.cli as cli, talkgpt4all.llm.llama_cpp as engine\n"
+        f"engine.PROBE = {probe!r}\n"
+        "info = llama_cpp.llama_print_system_info\n"
+        "llama_cpp.llama_print_system_info = lambda: info() + b'AMX_INT8 = 1 | '\n"
+        "sys.exit(cli.main(['--text', '--no-play', '--model', 'smollm2']))\n"
+    )
+    env = {**os.environ, "TALKGPT4ALL_CACHE": str(tmp_path)}
+    for _ in range(2):  # the second time, the verdict comes from the cache
+        done = subprocess.run(
+            [sys.executable, "-c", script],
+            input="hello\n",
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+        )
+        lines = [line for line in done.stderr.splitlines() if line.strip()]
+        assert done.returncode == 1 and len(lines) == 1, done.stderr
+        assert "AMX kernels, which crash on this CPU (SIGILL)" in lines[0] and "-mno-amx-tile" in lines[0]
+        assert "pip install --force-reinstall --no-cache-dir --no-deps llama-cpp-python==" in lines[0]
+    assert (tmp_path / "tried").read_text() == "x"  # tried once
+    assert list(json.loads((tmp_path / "llama-cpp-builds.json").read_text()).values()) == ["SIGILL"]

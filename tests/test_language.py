@@ -13,11 +13,9 @@ import pytest
 
 from clips import real_clips
 from conftest import Ears, run_chat, wer
-from fakes import FakeChat, FakeDisplay, FakeSynth, FakeTranscriber
+from fakes import FakeChat, FakeSynth, FakeTranscriber, make_session, settings
 from talkgpt4all.audio import Audio, load_audio
-from talkgpt4all.conversation import Conversation
 from talkgpt4all.language import ChineseScript, answer_note, script_language, to_script
-from talkgpt4all.pipeline import Session
 from talkgpt4all.stt import Transcript
 from talkgpt4all.transcript import TranscriptWriter
 
@@ -62,14 +60,7 @@ def test_english_then_chinese_then_english_each_answered_and_voiced_in_its_langu
 
     chat, voice = ObedientChat(), VoiceLog()
     log = tmp_path / "t.jsonl"
-    session = Session(
-        chat,
-        Conversation("be brief"),
-        FakeDisplay(),
-        synthesizer=voice,
-        sinks=[FakeSink()],
-        transcript=TranscriptWriter(log),
-    )
+    session = make_session(chat, synthesizer=voice, sinks=[FakeSink()], transcript=TranscriptWriter(log))
     for line in ("What is the capital of France?", "法国的首都是哪里？", "And of Italy?"):
         session.reply(line, time.perf_counter())
     session.close()
@@ -94,16 +85,14 @@ def test_english_then_chinese_then_english_each_answered_and_voiced_in_its_langu
 
 def test_a_spoken_chinese_turn_is_answered_in_chinese():
     chat = ObedientChat()
-    session = Session(
-        chat, Conversation("be brief"), FakeDisplay(), transcriber=FakeTranscriber("你好", language="zh")
-    )
+    session = make_session(chat, transcriber=FakeTranscriber("你好", language="zh"))
     result = session.hear(np.full(16000, 0.2, np.float32), time.perf_counter())
     assert result is not None and result.language == "zh" and result.reply == "巴黎是法国的首都。"
 
 
 def test_language_pins_every_turn():
     chat = ObedientChat()
-    session = Session(chat, Conversation("be brief"), FakeDisplay(), language="zh")
+    session = make_session(chat, config=settings(stt={"language": "zh"}))
     session.reply("What is the capital of France?", time.perf_counter())
     assert chat.calls[0][-1]["content"].endswith("(请用简体中文回答。)")
 

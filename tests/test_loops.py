@@ -16,10 +16,10 @@ from typing import IO
 import numpy as np
 import pytest
 
-from fakes import FakeChat, FakeDisplay, FakeSink, FakeSynth, FakeTranscriber
+import fakes
+from fakes import FakeChat, FakeDisplay, FakeSink, FakeSynth, FakeTranscriber, feed_all
 from talkgpt4all import loops
 from talkgpt4all.audio.vad import CHUNK, Segmenter, VadOptions
-from talkgpt4all.conversation import Conversation
 from talkgpt4all.errors import DeviceError, ExitCode
 from talkgpt4all.pipeline import Session
 
@@ -41,6 +41,8 @@ class Keys:
 
 
 class FakeRecorder:
+    level = -60.0
+
     def __init__(self) -> None:
         self.started = threading.Event()
         self.stops = 0
@@ -61,7 +63,7 @@ class FakeRecorder:
 
 
 def make_session(chat: FakeChat, display: FakeDisplay, **kw: object) -> Session:
-    return Session(chat, Conversation("be brief"), display, interruptible=True, **kw)  # type: ignore[arg-type]
+    return fakes.make_session(chat, display, **kw)  # type: ignore[arg-type]
 
 
 def in_thread(target: Callable[[], int]) -> tuple[threading.Thread, list[object]]:
@@ -173,6 +175,39 @@ def test_push_to_talk_a_microphone_gone_mid_recording_keeps_what_was_said_and_wa
     assert display.lines[0] == "You: capital of France?" and recorder.stops == 2
 
 
+def unread(stream: IO[bytes]) -> int:
+    """Bytes typed that the keyboard thread has not read yet."""
+    import array
+    import fcntl
+    import termios
+
+    count = array.array("i", [0])
+    fcntl.ioctl(stream.fileno(), termios.FIONREAD, count)
+    return count[0]
+
+
+def test_enter_pressed_as_soon_as_a_reply_is_over_starts_a_recording():
+    """The turn is over once its reply has been shown (and heard): Enter from then on is the next
+    recording, never taken for "stop the reply". (Before, an Enter read while the turn was being
+    recorded and tidied up was swallowed as a stop, and the user's press did nothing: the cause of a
+    flaky test here.)"""
+    keys, recorder = Keys(), FakeRecorder()
+
+    class Display(FakeDisplay):
+        def turn_ended(self, result) -> None:
+            super().turn_ended(result)
+            keys.type("\n")  # the user presses Enter the moment the reply is over
+            wait_until(lambda: unread(keys.stream) == 0)  # and the keyboard has read it
+
+    chat = FakeChat().enqueue("Paris.")
+    session = make_session(chat, Display(), transcriber=FakeTranscriber("capital of France?"))
+    thread, outcome = in_thread(lambda: loops.push_to_talk(session, recorder, keys.stream, io.StringIO()))
+    keys.type("what is the capital of France?\n")
+    assert recorder.started.wait(5), "the Enter pressed after the reply did not start a recording"
+    keys.ctrl_d()
+    assert finished(thread, outcome) == ExitCode.OK
+
+
 def test_a_line_typed_during_a_reply_stops_it_and_is_the_next_turn():
     chat = GatedChat().enqueue("Second answer.")  # after the gated story
     keys, display, thread, outcome = story_under_way(chat)
@@ -252,7 +287,7 @@ def test_a_keyboard_that_fails_with_eio_ends_the_loop_quietly(capsys):
 
 def test_invalid_utf8_is_kept_with_a_replacement_and_a_warning(caplog):
     chat, display = FakeChat().enqueue("Yes.", "No."), FakeDisplay()
-    session = Session(chat, Conversation("s"), display)
+    session = fakes.make_session(chat, display, config=fakes.HEADLESS)
     code = loops.run_text(session, io.BytesIO(b"caf\xe9 please\n\xe4\xb8\xad\xe6\x96\x87\n"))
     assert code == ExitCode.OK
     assert display.lines[0] == "You: caf� please" and display.lines[2] == "You: 中文"
@@ -261,7 +296,7 @@ def test_invalid_utf8_is_kept_with_a_replacement_and_a_warning(caplog):
 
 def test_headless_goes_on_after_a_failed_turn_and_exits_1():
     chat, display = FakeChat().enqueue("First.", "Third."), FakeDisplay()
-    session = Session(chat, Conversation("s"), display)
+    session = fakes.make_session(chat, display, config=fakes.HEADLESS)
     code = loops.run_text(session, io.BytesIO(b"one\n" + b"word " * 2000 + b"\nthree\n"))
     assert code == ExitCode.ERROR
     assert [line for line in display.lines if line.startswith("You")][-1] == "You: three"
@@ -353,6 +388,15 @@ def test_hands_free_a_dying_listener_ends_the_loop_with_one_error(monkeypatch):
     assert listener_threads() == []
 
 
+def test_with_debug_a_dying_listener_keeps_its_own_traceback(monkeypatch):
+    """--debug shows where the listener failed: the one-line error keeps the original as its cause."""
+    session = make_session(FakeChat(), FakeDisplay(), transcriber=FakeTranscriber("x"))
+    original = OSError(19, "No such device")
+    thread, outcome = hands_free(session, FakeMic(fail=original), Keys(), monkeypatch)
+    error = finished(thread, outcome)
+    assert isinstance(error, DeviceError) and error.__cause__ is original
+
+
 def test_hands_free_a_microphone_that_goes_away_is_waited_for_and_heard_again(monkeypatch):
     """A microphone that stops sending (unplugged, where no sound server says so) is one notice, not
     the end of the session: its stream is reopened until it sends again, and then it is listened to."""
@@ -419,7 +463,7 @@ def test_barge_in_stops_the_reply_and_the_speech_is_the_next_turn(monkeypatch):
 def test_a_segmenter_sees_real_chunks():
     # The listener hands the segmenter CHUNK-sample blocks (its VAD's window); a sanity check of the fake.
     seg = Segmenter(VadOptions(silence_ms=200), vad=energy_vad)
-    found = seg.feed_all(np.concatenate([loud(0.5), np.zeros(16000, np.float32)]))
+    found = feed_all(seg, np.concatenate([loud(0.5), np.zeros(16000, np.float32)]))
     assert len(found) == 1
 
 

@@ -7,16 +7,18 @@ import time
 import numpy as np
 import pytest
 
-from fakes import FakeChat, FakeDisplay, FakeSink, FakeSynth, FakeTranscriber
-from talkgpt4all.conversation import Conversation
+from conftest import FakeOutputStream
+from fakes import FakeChat, FakeDisplay, FakeSink, FakeSynth, FakeTranscriber, make_session, settings
 from talkgpt4all.pipeline import DIDNT_CATCH, Session
 from talkgpt4all.transcript import TranscriptWriter
 
 SPEECH = (np.sin(np.arange(16000) / 5) * 0.3).astype(np.float32)  # one second of loud tone
 
 
-def session(chat=None, **kw):
-    return Session(chat or FakeChat(), Conversation("be brief"), kw.pop("display", FakeDisplay()), **kw)
+def session(chat=None, *, stream: bool = True, interruptible: bool = True, **kw) -> Session:
+    """A session on fakes; interruptible: interactive, where Ctrl-C ends only the reply."""
+    config = settings(turns={"stream": stream}, io={"text": not interruptible})
+    return make_session(chat, kw.pop("display", None), config=config, **kw)
 
 
 def test_a_spoken_turn_is_shown_answered_spoken_and_remembered():
@@ -125,19 +127,50 @@ def test_barge_in_stops_playback_drains_the_queues_and_truncates_history():
     assert chat.calls[1][2] == {"role": "assistant", "content": "First part. …"}
 
 
-def test_ctrl_c_during_generation_stops_the_reply_in_interactive_mode():
-    class Interrupted(FakeChat):
-        def stream(self, messages, options):
-            yield "Hello there."
-            yield " And"
-            raise KeyboardInterrupt
+def test_ctrl_c_while_a_reply_is_spoken_stops_the_sound_at_once(fake_portaudio):
+    """Ctrl-C while espeak-ng's voice plays on the speaker (a SpeakerSink on a stand-in PortAudio device):
+    the sound stops within 0.2 s, the history keeps only what was heard, and no thread of the turn is
+    left. (Before, the voice's threads were joined without being stopped: the whole reply played on.)"""
+    import _thread
 
+    from talkgpt4all.audio.devices import SpeakerSink
+    from talkgpt4all.tts.commands import Espeak
+
+    reply = "The first sentence is here. " + " ".join(f"Then sentence {n} follows it." for n in range(2, 7))
+    sink = SpeakerSink()
     display = FakeDisplay()
-    s = session(Interrupted(), display=display, interruptible=True)
-    result = s.reply("hi", time.perf_counter())
+    s = session(
+        FakeChat().enqueue(reply), synthesizer=Espeak(), sinks=[sink], display=display, interruptible=True
+    )
+    heard_at_ctrl_c: list[int] = []
+    pressed_at: list[float] = []
+    pressed = threading.Event()
+
+    def press_ctrl_c_once_it_speaks() -> None:
+        deadline = time.monotonic() + 30
+        while not (FakeOutputStream.streams and FakeOutputStream.streams[-1].heard() >= 5):
+            if time.monotonic() > deadline:
+                return
+            time.sleep(0.005)
+        heard_at_ctrl_c.append(FakeOutputStream.streams[-1].heard())
+        pressed_at.append(time.monotonic())
+        pressed.set()
+        _thread.interrupt_main()  # what a terminal's SIGINT does to the main thread
+
+    threading.Thread(target=press_ctrl_c_once_it_speaks, daemon=True).start()
+    result = s.reply("tell me a story", time.perf_counter())
+    returned = time.monotonic()
+    assert pressed.is_set(), "the reply was never heard"
+    stream = FakeOutputStream.streams[-1]
+    time.sleep(0.3)  # anything still playing would be heard by now
+    after = stream.heard() - heard_at_ctrl_c[0]
+    assert after <= 20, f"{after * 10} ms of the reply played after Ctrl-C"  # 10 ms blocks: 0.2 s
     assert result.interrupted and display.lines[-1].endswith("[interrupted]")
-    # Nothing was spoken (no voice): the history keeps what was shown, marked as cut off.
-    assert s.conversation.turns[-1] == {"role": "assistant", "content": "Hello there. And …"}
+    assert result.reply == "The first sentence is here."  # what was heard, not what was written
+    assert s.conversation.turns[-1] == {"role": "assistant", "content": "The first sentence is here. …"}
+    assert not [t for t in threading.enumerate() if t.name in ("tts", "playback") and t.is_alive()]
+    assert returned - pressed_at[0] < 2  # the turn is over at once, not when the reply would have been
+    sink.close()
 
 
 def test_ctrl_c_in_headless_mode_propagates():
@@ -146,7 +179,7 @@ def test_ctrl_c_in_headless_mode_propagates():
             yield "Hello there."
             raise KeyboardInterrupt
 
-    s = session(Interrupted(), synthesizer=FakeSynth(), sinks=[FakeSink()])
+    s = session(Interrupted(), synthesizer=FakeSynth(), sinks=[FakeSink()], interruptible=False)
     with pytest.raises(KeyboardInterrupt):
         s.reply("talk", time.perf_counter())
 
@@ -203,7 +236,7 @@ def test_a_speech_error_mid_reply_keeps_the_history_consistent():
     failed = s.reply("hi", time.perf_counter())
     assert failed.error == "espeak broke" and not failed.interrupted  # a fault, not the user
     assert display.lines[-1].endswith("[interrupted]") and display.errors == ["espeak broke"]
-    s.synthesizer = None
+    s.engines.synthesizer = None
     s.reply("again", time.perf_counter())
     # Nothing was heard of the failed reply: it left no trace, and the history still alternates.
     assert [m["role"] for m in chat.calls[1]] == ["system", "user"]

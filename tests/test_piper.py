@@ -13,15 +13,13 @@ import soundfile as sf
 from test_models import hub  # noqa: F401  (the stand-in Hub fixture)
 
 from conftest import Ears, run_chat, wer
-from fakes import FakeChat, FakeDisplay, FakeSink
+from fakes import FakeChat, FakeSink, make_session
 
 piper = pytest.importorskip(
     "piper", reason="install the piper extra: pip install -e '.[piper]' (.ci/run does)"
 )
 
 from talkgpt4all.audio import load_audio  # noqa: E402
-from talkgpt4all.conversation import Conversation  # noqa: E402
-from talkgpt4all.pipeline import Session  # noqa: E402
 from talkgpt4all.tts import piper as piper_tts  # noqa: E402
 
 
@@ -91,9 +89,7 @@ def test_each_language_gets_its_voice_and_one_without_a_voice_is_shown_not_spoke
         lambda name, explicit: None if name.startswith("zh") else real(name, explicit=explicit),
     )
     chat, sink = FakeChat().enqueue("巴黎是法国的首都。", "Paris is the capital."), FakeSink()
-    session = Session(
-        chat, Conversation("be brief"), FakeDisplay(), synthesizer=piper_tts.Piper(), sinks=[sink]
-    )
+    session = make_session(chat, synthesizer=piper_tts.Piper(), sinks=[sink])
     with caplog.at_level(logging.WARNING, logger="talkgpt4all"):
         chinese = session.reply("法国的首都是哪里？", time.perf_counter())
         english = session.reply("And in English?", time.perf_counter())
@@ -186,11 +182,12 @@ def test_linux_default_without_piper_uses_espeak_and_says_how_to_get_a_chinese_v
 
 
 def test_a_named_voice_picks_its_engine_under_the_linux_default():
-    from talkgpt4all.tts import TTSSettings, make_synthesizer
+    from talkgpt4all.settings import Speech
+    from talkgpt4all.tts import make_synthesizer
     from talkgpt4all.tts.commands import Espeak
 
-    assert isinstance(make_synthesizer("auto", TTSSettings(voice="en-us")), Espeak)
-    assert isinstance(make_synthesizer("auto", TTSSettings(voice="en_US-joe-medium")), piper_tts.Piper)
+    assert isinstance(make_synthesizer("auto", Speech(voice="en-us")), Espeak)
+    assert isinstance(make_synthesizer("auto", Speech(voice="en_US-joe-medium")), piper_tts.Piper)
 
 
 def test_linux_default_fetches_the_chinese_voice_when_the_user_turns_to_chinese(

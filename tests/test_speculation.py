@@ -18,10 +18,10 @@ import numpy as np
 import pytest
 
 from conftest import speak_to_file, wer
-from fakes import FakeChat, FakeDisplay, FakeTranscriber
+from fakes import FakeChat, FakeDisplay, FakeTranscriber, feed_all, make_session
 from talkgpt4all.audio import SAMPLE_RATE, load_audio
 from talkgpt4all.audio.vad import CHUNK, Segmenter, VadOptions
-from talkgpt4all.conversation import Conversation
+from talkgpt4all.observers import TurnObserver
 from talkgpt4all.pipeline import Session, TurnResult
 from talkgpt4all.speculation import Speculator
 from talkgpt4all.stt import Transcript
@@ -52,7 +52,7 @@ def test_a_pause_is_announced_with_the_utterance_the_turn_then_ends_with():
         on_resume=lambda: resumed.append(len(paused)),
     )
     # "What is the capital" - a 300 ms pause - "of France?" - the pause that ends the turn.
-    [(_, utterance)] = seg.feed_all(np.concatenate([loud(1.0), quiet(0.3), loud(0.6), quiet(1.0)]))
+    [(_, utterance)] = feed_all(seg, np.concatenate([loud(1.0), quiet(0.3), loud(0.6), quiet(1.0)]))
     assert len(paused) == 2 and resumed == [1]  # the first pause was announced, then taken back
     last = paused[-1]
     assert len(last) < len(utterance) and np.array_equal(utterance[: len(last)], last)
@@ -71,14 +71,14 @@ def test_speech_after_a_pause_that_ended_the_utterance_still_takes_the_pause_bac
         on_pause=lambda audio: events.append("pause"),
         on_resume=lambda: events.append("resume"),
     )
-    seg.feed_all(np.concatenate([loud(1.0), quiet(1.0), loud(0.064)]))  # a word too short to be a turn
+    feed_all(seg, np.concatenate([loud(1.0), quiet(1.0), loud(0.064)]))  # a word too short to be a turn
     assert events == ["pause", "resume"]
 
 
 def test_a_pause_shorter_than_speculate_ms_is_not_announced():
     paused: list[np.ndarray] = []
     seg = Segmenter(VadOptions(silence_ms=500, speculate_ms=96), vad=energy_vad, on_pause=paused.append)
-    seg.feed_all(np.concatenate([loud(0.5), quiet(0.05), loud(0.5), quiet(1.0)]))
+    feed_all(seg, np.concatenate([loud(0.5), quiet(0.05), loud(0.5), quiet(1.0)]))
     assert len(paused) == 1
 
 
@@ -128,7 +128,7 @@ def wait_until(condition, timeout: float = 10) -> None:
 
 
 def session(chat: FakeChat, transcriber: FakeTranscriber, display: FakeDisplay) -> Session:
-    return Session(chat, Conversation("be brief"), display, transcriber=transcriber, interruptible=True)
+    return make_session(chat, display, transcriber=transcriber)
 
 
 def test_a_turn_takes_the_work_done_in_the_pause_and_does_not_transcribe_again():
@@ -233,11 +233,92 @@ def test_a_typed_line_waits_for_the_work_under_way_and_ignores_it():
     chat, stt, display = PrefillingChat(), SlowTranscriber(0.3), FakeDisplay()
     s = session(chat, stt, display)
     s.speculate(loud(1.0))
-    time.sleep(0.05)  # the worker has started on it
+    assert stt.started.wait(5)  # the worker has started on it
     result = s.reply("hi there", time.perf_counter())
     assert not result.speculated and result.user == "hi there"
     assert chat.calls[0][-1]["content"] == "hi there"
     s.close()
+
+
+class CountedChat(PrefillingChat):
+    """Counts the threads inside the model at once (a prefill, or a reply being written); the first
+    reply is written until `gate` opens. A prefill takes `prefill_seconds`, whatever the cancel says, as
+    one long evaluation in C does; close() records whether anyone was still inside."""
+
+    def __init__(self, prefill_seconds: float = 0.0) -> None:
+        super().__init__()
+        self.inside = self.most = 0
+        self.lock = threading.Lock()
+        self.gate, self.writing, self.prefilling = threading.Event(), threading.Event(), threading.Event()
+        self.prefill_seconds = prefill_seconds
+        self.closed_while_inside: bool | None = None
+
+    def _enter(self) -> None:
+        with self.lock:
+            self.inside += 1
+            self.most = max(self.most, self.inside)
+
+    def _leave(self) -> None:
+        with self.lock:
+            self.inside -= 1
+
+    def prefill(self, messages, cancelled: threading.Event) -> int:
+        self._enter()
+        try:
+            self.prefilling.set()
+            time.sleep(self.prefill_seconds)
+            return super().prefill(messages, cancelled)
+        finally:
+            self._leave()
+
+    def stream(self, messages, options):
+        self._enter()
+        try:
+            first = not self.calls
+            yield from super().stream(messages, options)
+            if first:
+                self.writing.set()
+                while not self.gate.wait(0.01):
+                    yield " and"
+        finally:
+            self._leave()
+
+    def close(self) -> None:
+        self.closed_while_inside = self.inside > 0
+
+
+def test_speech_over_a_typed_turn_never_puts_two_threads_in_the_model():
+    """Hands-free, the first turn typed and the user speaking over its reply: the pause in that speech
+    must not start work on the model while the reply is being written. (Before, the speculator was
+    made mid-turn, so the turn held no claim on the engines: two threads were inside the model.)"""
+    chat, stt, display = CountedChat(), SlowTranscriber(0.01), FakeDisplay()
+    s = session(chat, stt, display)
+    done: list[TurnResult] = []
+    typed = threading.Thread(target=lambda: done.append(s.reply("hi there", time.perf_counter())))
+    typed.start()
+    assert chat.writing.wait(5)
+    audio = np.concatenate([loud(1.0), quiet(0.1)])
+    s.speculate(audio)  # the listener: the user paused in what they say over the reply
+    if s.speculator is not None and s.speculator.started:  # the work began beside the turn
+        chat.prefilling.wait(5)
+    chat.gate.set()
+    typed.join(10)
+    result = s.hear(audio, time.perf_counter())  # then that speech is a turn of its own
+    assert done and result is not None and result.user == "word word"
+    assert chat.most == 1, "two threads were inside the model at once"
+    s.close()
+
+
+def test_closing_waits_for_work_inside_the_model_before_freeing_it():
+    """At the end of the session the model is freed only once the speculation worker is out of it,
+    however long its current step takes. (Before, closing gave the worker 2 s, then freed the model
+    under it: a use after free.)"""
+    chat, stt, display = CountedChat(prefill_seconds=3.0), SlowTranscriber(0.01), FakeDisplay()
+    s = session(chat, stt, display)
+    s.speculate(np.concatenate([loud(1.0), quiet(0.1)]))
+    assert chat.prefilling.wait(5)
+    s.close()
+    assert chat.closed_while_inside is False
 
 
 def test_no_speculation_starts_while_a_turn_has_the_engines():
@@ -245,14 +326,32 @@ def test_no_speculation_starts_while_a_turn_has_the_engines():
     speculator = Speculator(stt.transcribe)
     speculator.claim(None)
     speculator.start(loud(1.0))
-    time.sleep(0.2)
-    assert stt.calls == 0
+    assert speculator.started == 0 and speculator._thread is None  # refused: no work, no worker
     speculator.release()
     speculator.start(loud(1.0))
     assert speculator.claim(loud(1.0)) is not None and stt.calls == 1
     worker = speculator._thread
     speculator.close()
     assert worker is not None and not worker.is_alive()  # closing ends the worker
+
+
+def test_ctrl_c_while_a_turn_waits_for_the_engines_leaves_no_claim_behind():
+    """Ctrl-C as a turn waits for the speculation worker to finish its step: the turn is gone, and so
+    is its claim (speculation goes on for the next turn, and nothing is released twice)."""
+    import _thread
+
+    stt = SlowTranscriber(1.0)
+    speculator = Speculator(stt.transcribe)
+    speculator.start(loud(1.0))
+    assert stt.started.wait(5)  # the worker holds the engines for a second
+    threading.Timer(0.2, _thread.interrupt_main).start()
+    with pytest.raises(KeyboardInterrupt):
+        speculator.claim(None)  # waits for the engines
+    speculator.release()  # as the turn's finally does: nothing was claimed
+    stt.started.clear()
+    speculator.start(loud(1.0))
+    assert speculator.started == 2 and stt.started.wait(5)  # the next pause is worked on
+    speculator.close()
 
 
 def test_failed_work_is_done_again_by_the_turn():
@@ -317,24 +416,16 @@ def hands_free_turn(audio: np.ndarray, tmp_path: Path, *flags: str) -> dict:
         "none",
         *flags,
     ]
-    parser = cli.build_parser()
-    parsed = parser.parse_args(args)
-    cli.check_combinations(parser, parsed)
+    config = cli.configure(args)
     read, write = os.pipe()
 
-    class QuitAfterTheTurn:
-        def turn_started(self, result: TurnResult) -> None:
-            pass
-
-        def reply_token(self, text: str) -> None:
-            pass
-
+    class QuitAfterTheTurn(TurnObserver):
         def turn_ended(self, result: TurnResult) -> None:
             os.close(write)  # Ctrl-D
 
     with os.fdopen(read, "rb", buffering=0) as keys:
         code = app.run(
-            cli.build_config(parsed),
+            config,
             keys,
             io.StringIO(),
             microphone=PacedMic(audio),

@@ -12,6 +12,7 @@ import pytest
 
 from clips import real_clips
 from conftest import run_chat, speak_to_file
+from fakes import feed_all
 from talkgpt4all.audio import SAMPLE_RATE, load_audio
 from talkgpt4all.audio.turn import TURN_FILE, SmartTurn, resolve_turn_model, starter_path
 from talkgpt4all.audio.vad import Segmenter, VadOptions
@@ -37,7 +38,7 @@ def pause_taken(speech: np.ndarray, turn: SmartTurn | None, options: VadOptions)
     )
     # The recording's own pauses may end turns before it does (F5's English speaker pauses 0.9 s at the
     # comma); what counts is the pause after its last word.
-    ended_at, _ = Segmenter(options, turn=turn).feed_all(audio)[-1]
+    ended_at, _ = feed_all(Segmenter(options, turn=turn), audio)[-1]
     return (ended_at - SAMPLE_RATE // 2 - len(speech)) / SAMPLE_RATE
 
 
@@ -88,3 +89,45 @@ def test_a_missing_turn_model_path_is_one_line_on_the_command_line(tmp_path: Pat
     run = run_chat("--vad", "--no-play", "--turn-model", str(tmp_path / "nope.onnx"), "--model", "smollm2")
     assert run.returncode == 1 and len(run.stderr_lines) == 1, run.stderr
     assert "turn model not found" in run.stderr
+
+
+def test_fetching_the_turn_model_from_a_package_index_that_hangs_gives_up(tmp_path: Path, monkeypatch):
+    """A package index that takes the connection and never answers: the fetch gives up with one line,
+    and the program starts with a fixed pause, instead of hanging at startup. (Before, `pip download`
+    ran without a timeout, under pip's own of three minutes a try, retried.)"""
+    import socket
+    import threading
+    import time
+
+    import talkgpt4all.audio.turn as turn
+
+    index = socket.socket()
+    index.bind(("127.0.0.1", 0))
+    index.listen(16)  # connections are taken (the kernel's backlog) and never answered
+    for name, value in {
+        "PIP_CONFIG_FILE": "/dev/null",  # no site or user pip.conf (their local mirrors would answer)
+        "PIP_INDEX_URL": f"http://127.0.0.1:{index.getsockname()[1]}/simple",
+        "PIP_FIND_LINKS": "",
+        "PIP_EXTRA_INDEX_URL": "",
+        "PIP_DEFAULT_TIMEOUT": "180",
+        "TALKGPT4ALL_CACHE": str(tmp_path / "cache"),
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(turn, "PIP_TIMEOUT", 3.0, raising=False)
+    outcome: list[BaseException | Path] = []
+
+    def fetch() -> None:
+        try:
+            outcome.append(turn.fetch_starter())
+        except BaseException as exc:
+            outcome.append(exc)
+
+    started = time.monotonic()
+    worker = threading.Thread(target=fetch, daemon=True)
+    worker.start()
+    worker.join(30)
+    index.close()
+    assert not worker.is_alive(), "fetching the turn model hung"
+    [error] = outcome
+    assert isinstance(error, ModelError) and "PyPI" in str(error), error
+    assert time.monotonic() - started < 30

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from conftest import Ears, speak_to_file, wer
+from fakes import feed_all
 from talkgpt4all.audio import SAMPLE_RATE, load_audio
 from talkgpt4all.audio.vad import Segmenter, VadOptions
 
@@ -31,7 +32,7 @@ def test_a_pause_ends_the_turn_within_silence_ms_plus_200ms(tmp_path, ears: Ears
     audio = np.concatenate([lead, voice, silence(1.0)])
     starts: list[int] = []
     seg = Segmenter(VadOptions(silence_ms=silence_ms), on_start=lambda: starts.append(seg.samples_seen))
-    [(ended_at, utterance)] = seg.feed_all(audio)
+    [(ended_at, utterance)] = feed_all(seg, audio)
 
     speech_end = len(lead) + len(voice)
     waited_ms = (ended_at - speech_end) / SAMPLE_RATE * 1000
@@ -43,7 +44,7 @@ def test_a_pause_ends_the_turn_within_silence_ms_plus_200ms(tmp_path, ears: Ears
 
 def test_silence_alone_never_starts_a_turn():
     seg = Segmenter(on_start=lambda: pytest.fail("a turn started in silence"))
-    assert seg.feed_all(silence(5)) == []
+    assert feed_all(seg, silence(5)) == []
 
 
 def test_noise_and_clicks_never_start_a_turn():
@@ -54,18 +55,18 @@ def test_noise_and_clicks_never_start_a_turn():
         clicks[at : at + 40] = rng.uniform(-0.8, 0.8, 40)
     hum = (0.1 * np.sin(2 * np.pi * 50 * np.arange(SAMPLE_RATE * 3) / SAMPLE_RATE)).astype(np.float32)
     seg = Segmenter(on_start=lambda: pytest.fail("noise started a turn"))
-    assert seg.feed_all(np.concatenate([hiss, clicks, hum])) == []
+    assert feed_all(seg, np.concatenate([hiss, clicks, hum])) == []
 
 
 def test_two_questions_make_two_turns(tmp_path):
     first = speech(tmp_path, "Hello there.")
     second = speech(tmp_path, "How are you today?")
     audio = np.concatenate([silence(0.5), first, silence(1.0), second, silence(1.0)])
-    assert len(Segmenter().feed_all(audio)) == 2
+    assert len(feed_all(Segmenter(), audio)) == 2
 
 
 def test_a_short_breath_inside_a_sentence_does_not_end_the_turn(tmp_path):
     first = speech(tmp_path, "The capital of France")
     second = speech(tmp_path, "is Paris.")
     audio = np.concatenate([silence(0.5), first, silence(0.25), second, silence(1.0)])
-    assert len(Segmenter(VadOptions(silence_ms=500)).feed_all(audio)) == 1
+    assert len(feed_all(Segmenter(VadOptions(silence_ms=500)), audio)) == 1

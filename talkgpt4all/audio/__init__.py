@@ -5,14 +5,13 @@ Speech for Whisper is float32 mono at 16 kHz. Reply audio keeps the sample rate 
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from talkgpt4all.errors import AudioInputError, UnknownEngineError
+from talkgpt4all.errors import AudioInputError
 
 SAMPLE_RATE = 16_000  # what Whisper expects
 MIN_SPEECH_SECONDS = 0.3  # shorter than this is a click or a slip of the key, not a question
@@ -88,33 +87,6 @@ class AudioSink(Protocol):
     def close(self) -> None: ...
 
 
-def _device_sink(device: str | None) -> AudioSink:
-    from talkgpt4all.audio.devices import SpeakerSink
-
-    return SpeakerSink(device)
-
-
-def _wav_sink(folder: str | None) -> AudioSink:
-    from talkgpt4all.audio.files import WavFolderSink
-
-    return WavFolderSink(Path(folder or "."))
-
-
-SINKS: dict[str, Callable[[str | None], AudioSink]] = {
-    "device": _device_sink,  # argument: an output device name substring or index
-    "wav": _wav_sink,  # argument: the folder for reply-001.wav, reply-002.wav, ...
-}
-
-
-def make_sink(name: str, argument: str | None = None) -> AudioSink:
-    """The sink registered under name."""
-    try:
-        factory = SINKS[name]
-    except KeyError:
-        raise UnknownEngineError("audio sink", name, sorted(SINKS)) from None
-    return factory(argument)
-
-
 def resample(samples: np.ndarray, rate: int, target: int) -> np.ndarray:
     """Mono float32 samples at `rate` resampled to `target`."""
     if rate == target or len(samples) == 0:
@@ -134,6 +106,8 @@ def resample(samples: np.ndarray, rate: int, target: int) -> np.ndarray:
 class Recorder(Protocol):
     """A microphone that records between start() and stop()."""
 
+    level: float  # of the last piece recorded, in dBFS: the status line's meter
+
     def start(self) -> None: ...
 
     def stop(self) -> np.ndarray:
@@ -145,3 +119,24 @@ class Recorder(Protocol):
     @property
     def elapsed(self) -> float:
         """Seconds recorded so far."""
+
+
+@runtime_checkable
+class Watchable(Protocol):
+    """A device stream that can tell when it no longer reaches the device it should (unplugged, or
+    moved by the sound server), and whether one opened now would (audio/watch.py)."""
+
+    def lost(self) -> str | None:
+        """Why the open stream no longer reaches its device, or None."""
+
+    def available(self) -> bool:
+        """Whether a stream opened now would reach the device it should."""
+
+
+@runtime_checkable
+class HearsOverEcho(Protocol):
+    """An echo-cancelled microphone stream (audio/echo.py): when its last piece was recorded, on the
+    speakers' clock, and whether it held more than the speakers' echo."""
+
+    recorded_at: float
+    over_echo: bool

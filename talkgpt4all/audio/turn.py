@@ -36,6 +36,7 @@ TURN_NAMES = ("smart-turn", "smart-turn-v3", "smart-turn-v3.2")
 PIPECAT_WHEEL = "pipecat-ai==1.14.0"
 PIPECAT_PATH = f"pipecat/audio/turn/smart_turn/data/{TURN_FILE}"
 SECONDS = 8  # what the model hears: the end of the turn, left-padded with silence when shorter
+PIP_TIMEOUT = 120.0  # seconds for `pip download` of the 9 MB wheel, after which startup goes on without it
 
 
 class SmartTurn:
@@ -89,11 +90,15 @@ def fetch_starter() -> Path:
         return target
     log.warning("fetching the turn model %s from the %s wheel on PyPI (once)", TURN_FILE, PIPECAT_WHEEL)
     with tempfile.TemporaryDirectory() as tmp:
-        done = subprocess.run(
-            [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "-d", tmp, PIPECAT_WHEEL],
-            capture_output=True,
-            text=True,
-        )
+        argv = [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "-d", tmp, PIPECAT_WHEEL]
+        # pip's own timeout is per connection and retried: the whole download gets PIP_TIMEOUT.
+        argv += ["--timeout", str(max(1, int(PIP_TIMEOUT / 3))), "--retries", "1"]
+        try:
+            done = subprocess.run(argv, capture_output=True, text=True, timeout=PIP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            raise ModelError(
+                f"cannot fetch {PIPECAT_WHEEL} from PyPI (no answer in {PIP_TIMEOUT:.0f} s)"
+            ) from None
         wheels = list(Path(tmp).glob("*.whl"))
         if done.returncode != 0 or not wheels:
             detail = (done.stderr.strip().splitlines() or ["no wheel"])[-1]
@@ -116,8 +121,11 @@ def resolve_turn_model(spec: str | None) -> Path | None:
     error."""
     if spec is not None and spec.lower() == "none":
         return None
-    explicit = spec is not None
-    if spec is not None and spec not in TURN_NAMES:
+    if spec is None or spec in TURN_NAMES:
+        if (MODELS_DIR / TURN_FILE).is_file():
+            return MODELS_DIR / TURN_FILE
+        repo, filename = TURN_REPO, TURN_FILE
+    else:
         path = Path(spec).expanduser()
         for candidate in (path, MODELS_DIR / spec):
             if candidate.is_file():
@@ -127,30 +135,32 @@ def resolve_turn_model(spec: str | None) -> Path | None:
                 f"turn model not found: {spec}: pass an .onnx path, owner/repo/file.onnx, or none"
             )
         repo, filename = spec.rsplit("/", 1)
-    else:
-        repo, filename = TURN_REPO, TURN_FILE
-        if (MODELS_DIR / TURN_FILE).is_file():
-            return MODELS_DIR / TURN_FILE
+    got = _from_hub_or_starter(repo, filename)
+    if isinstance(got, Path):
+        return got
+    if spec is not None:
+        raise ModelError(
+            f"cannot get the turn model {spec} ({got}): put {TURN_FILE} in models/, or pass --turn-model none"
+        )
+    log.warning("no turn model (%s): a pause of --silence-ms ends each turn", got)
+    return None
+
+
+def _from_hub_or_starter(repo: str, filename: str) -> Path | str:
+    """The model from the Hugging Face cache or a download; Smart Turn also from the starter copy (in
+    the cache, or fetched from PyPI). Else why it cannot be had."""
     from talkgpt4all.models import download_from_hub, from_hub_cache
 
+    starter = (repo, filename) == (TURN_REPO, TURN_FILE)
     cached = from_hub_cache(repo, filename)
     if cached:
         return cached
-    if (repo, filename) == (TURN_REPO, TURN_FILE) and starter_path().is_file():
+    if starter and starter_path().is_file():
         return starter_path()
     got = download_from_hub(repo, filename, filename)
-    if isinstance(got, Path):
+    if isinstance(got, Path) or not starter:
         return got
-    reason = got
-    if (repo, filename) == (TURN_REPO, TURN_FILE):
-        try:
-            return fetch_starter()
-        except ModelError as exc:
-            reason = f"{reason}; {exc}"
-    if explicit:
-        raise ModelError(
-            f"cannot get the turn model {spec} ({reason}): put {TURN_FILE} in models/, "
-            "or pass --turn-model none"
-        )
-    log.warning("no turn model (%s): a pause of --silence-ms ends each turn", reason)
-    return None
+    try:
+        return fetch_starter()
+    except ModelError as exc:
+        return f"{got}; {exc}"

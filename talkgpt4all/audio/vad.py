@@ -1,6 +1,7 @@
 """Hands-free turns: Silero VAD decides when the user starts and stops speaking.
 
-The Silero ONNX model ships inside faster-whisper, so nothing is downloaded. Everything here counts
+The Silero VAD model (v6, ONNX) ships inside faster-whisper's package as an asset, so nothing is
+downloaded; it is run here with onnxruntime directly. Everything here counts
 in audio time (samples), never wall time, so it behaves the same on a slow machine and in tests.
 """
 
@@ -57,13 +58,30 @@ class VadOptions:
         return max(1, round(ms * SAMPLE_RATE / 1000 / CHUNK))
 
 
+SILERO_FILE = "silero_vad_v6.onnx"  # in faster_whisper.utils.get_assets_path() (faster-whisper 1.2.1)
+
+
+def silero_path() -> str:
+    import os
+
+    from faster_whisper.utils import get_assets_path
+
+    return os.path.join(get_assets_path(), SILERO_FILE)
+
+
 class SileroVad:
     """Streaming speech probability, one CHUNK at a time, keeping Silero's recurrent state."""
 
     def __init__(self) -> None:
-        from faster_whisper.vad import get_vad_model
+        import onnxruntime as ort
 
-        self._session = get_vad_model().session
+        options = ort.SessionOptions()
+        options.inter_op_num_threads = options.intra_op_num_threads = 1
+        options.enable_cpu_mem_arena = False
+        options.log_severity_level = 4
+        self._session = ort.InferenceSession(
+            silero_path(), sess_options=options, providers=["CPUExecutionProvider"]
+        )
         self.reset()
 
     def reset(self) -> None:
@@ -108,8 +126,8 @@ class Segmenter:
         self.on_start = on_start
         self.turn = turn
         self.on_pause, self.on_resume = on_pause, on_resume
-        # Set by the listener for each chunk: the speakers may be heard in it, so a start needs more;
-        # and whether the echo canceller found more than echo in it.
+        # Of the last chunk fed: the speakers may be heard in it (so a start needs more), and whether the
+        # echo canceller found more than echo in it.
         self.echo = False
         self.over_echo = True
         self.samples_seen = 0  # audio time, in samples, of everything fed so far
@@ -137,12 +155,11 @@ class Segmenter:
         if isinstance(self.vad, SileroVad):
             self.vad.reset()
 
-    @property
-    def in_speech(self) -> bool:
-        return self._speech is not None
-
-    def feed(self, chunk: np.ndarray) -> np.ndarray | None:
+    def feed(self, chunk: np.ndarray, *, echo: bool = False, over_echo: bool = True) -> np.ndarray | None:
+        """The next chunk; echo: the speakers may be heard in it, and over_echo: the echo canceller found
+        more than their echo in it (see the listener)."""
         o = self.options
+        self.echo, self.over_echo = echo, over_echo
         self.samples_seen += len(chunk)
         probability = self.vad(chunk)
         if self._speech is None:
@@ -233,12 +250,3 @@ class Segmenter:
             if self.turn(np.concatenate(self._speech)) >= o.complete_probability:
                 return True
         return self._silent >= o.chunks(o.unfinished_ms)
-
-    def feed_all(self, samples: np.ndarray) -> list[tuple[int, np.ndarray]]:
-        """Feed a whole recording; each utterance with the audio time (in samples) at which it ended."""
-        found = []
-        for start in range(0, len(samples) - CHUNK + 1, CHUNK):
-            utterance = self.feed(samples[start : start + CHUNK])
-            if utterance is not None:
-                found.append((self.samples_seen, utterance))
-        return found

@@ -6,19 +6,26 @@ engine only formats messages into its prompt, counts its tokens and streams text
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import threading
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from talkgpt4all.conversation import Message
 from talkgpt4all.errors import UnknownEngineError
 
+if TYPE_CHECKING:
+    from talkgpt4all.config import Platform
+    from talkgpt4all.settings import LanguageModel
+
 
 @dataclass(frozen=True)
 class GenerationOptions:
-    max_tokens: int = 256
-    temperature: float = 0.7
-    seed: int = -1  # -1: a new seed each run
+    """How one reply is written (from the language model's settings, settings.LanguageModel)."""
+
+    max_tokens: int
+    temperature: float
+    seed: int  # -1: a new seed each run
 
 
 class ChatModel(Protocol):
@@ -36,58 +43,50 @@ class ChatModel(Protocol):
     def count_tokens(self, messages: list[Message]) -> int:
         """Tokens the prompt for these messages takes, chat template included."""
 
-    def stream(self, messages: list[Message], options: GenerationOptions) -> Iterator[str]:
-        """Reply to the messages, yielding text as it is generated. Closing the iterator stops it."""
+    def stream(self, messages: list[Message], options: GenerationOptions) -> Generator[str, None, None]:
+        """Reply to the messages, yielding text as it is generated. Closing the generator stops it."""
 
     def close(self) -> None:
         """Free the model, or stop the server process the back end started."""
 
 
-@dataclass(frozen=True)
-class LLMSettings:
-    model: str | None
-    context: int = 4096
-    threads: int | None = None
-    seed: int = -1
-    gpu: bool = False  # offload layers (Metal on Apple silicon)
-    url: str | None = None  # --llm openai: the server's API base, e.g. http://127.0.0.1:11434/v1
-    api_key: str | None = None
-    binary: str | None = None  # --llm binary: an explicit server executable
-    binary_name: str = "llama-server"  # else this name in bin/, from --platform
-    context_shift: bool = True  # reuse the cache past dropped turns (llama-cpp, binary); off to compare
+@runtime_checkable
+class Prefills(Protocol):
+    """A chat model that can compute a prompt into its cache ahead of the turn (speculation.py)."""
+
+    def prefill(self, messages: list[Message], cancelled: threading.Event) -> int:
+        """Compute the prompt for these messages, stopping between steps once `cancelled` is set; the
+        prompt tokens computed. stream() with the same messages then starts writing at once."""
 
 
-def _llama_cpp(settings: LLMSettings) -> ChatModel:
+def _llama_cpp(settings: LanguageModel, preset: Platform) -> ChatModel:
     from talkgpt4all.llm.llama_cpp import LlamaCppChatModel
 
-    return LlamaCppChatModel(settings)
+    return LlamaCppChatModel(settings, gpu=preset.metal)
 
 
-def _openai(settings: LLMSettings) -> ChatModel:
-    from talkgpt4all.errors import TalkError
+def _openai(settings: LanguageModel, preset: Platform) -> ChatModel:
+    from talkgpt4all.errors import UsageError
     from talkgpt4all.llm.remote import OpenAIChatModel
 
     if not settings.url:
-        raise TalkError(
-            "--llm openai needs --llm-url, e.g. http://127.0.0.1:11434/v1 (ollama), "
-            "http://127.0.0.1:4891/v1 (GPT4All Desktop) or http://127.0.0.1:8080/v1 (llama-server)"
-        )
+        raise UsageError("--llm openai needs --llm-url")  # settings.Config.check() says more, earlier
     return OpenAIChatModel(settings.url, settings.model, settings.api_key, settings.context)
 
 
-def _binary(settings: LLMSettings) -> ChatModel:
+def _binary(settings: LanguageModel, preset: Platform) -> ChatModel:
     from talkgpt4all.llm.binary import BinaryChatModel
 
-    return BinaryChatModel(settings)
+    return BinaryChatModel(settings, preset)
 
 
-def _gpt4all(settings: LLMSettings) -> ChatModel:
+def _gpt4all(settings: LanguageModel, preset: Platform) -> ChatModel:
     from talkgpt4all.llm.gpt4all_bindings import GPT4AllChatModel
 
     return GPT4AllChatModel(settings)
 
 
-ENGINES: dict[str, Callable[[LLMSettings], ChatModel]] = {
+ENGINES: dict[str, Callable[[LanguageModel, Platform], ChatModel]] = {
     "llama-cpp": _llama_cpp,  # in process, through llama-cpp-python
     "openai": _openai,  # any OpenAI-compatible server
     "binary": _binary,  # bin/llama-server, started for the session
@@ -100,7 +99,8 @@ def check_engine(name: str) -> None:
         raise UnknownEngineError("llm", name, sorted(ENGINES))
 
 
-def make_chat_model(name: str, settings: LLMSettings) -> ChatModel:
-    """Load the named engine. The model loads here, once per session."""
-    check_engine(name)
-    return ENGINES[name](settings)
+def make_chat_model(settings: LanguageModel, preset: Platform) -> ChatModel:
+    """Load the section's engine, with what the --platform preset says (Metal, the binary's name). The
+    model loads here, once per session."""
+    check_engine(settings.engine)
+    return ENGINES[settings.engine](settings, preset)

@@ -2,28 +2,33 @@
 
 The server is started with the model on a free port, health-checked while it loads, restarted if it
 dies, and stopped on exit, on Ctrl-C and on a crash: on Linux the kernel kills it when this process
-dies, however that happens.
+dies, however that happens (see _with_death_signal).
 """
 
 from __future__ import annotations
 
 import atexit
 import logging
-import signal
+import shutil
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Generator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from talkgpt4all.config import BIN_DIR
 from talkgpt4all.conversation import Message
 from talkgpt4all.errors import MissingDependencyError, ModelError
-from talkgpt4all.llm import GenerationOptions, LLMSettings
-from talkgpt4all.llm.llama_cpp import REUSE_MIN_TOKENS
+from talkgpt4all.llm import GenerationOptions
+from talkgpt4all.llm.llama_cpp import REUSE_MIN_TOKENS, check_context
 from talkgpt4all.llm.remote import LLMServerError, OpenAIChatModel
 from talkgpt4all.models import cache_dir, resolve_gguf
+
+if TYPE_CHECKING:
+    from talkgpt4all.config import Platform
+    from talkgpt4all.settings import LanguageModel
 
 log = logging.getLogger("talkgpt4all")
 
@@ -51,15 +56,15 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _die_with_parent() -> None:
-    """In the child, before exec: ask Linux to SIGTERM it when its parent dies (even by SIGKILL)."""
-    try:
-        import ctypes
+def _with_death_signal(argv: list[str]) -> list[str]:
+    """argv run so that Linux sends it SIGTERM when the thread that started it dies (with this process,
+    however it dies, even by SIGKILL), set by util-linux's setpriv in the child's own exec. Setting it from
+    Python between fork and exec (preexec_fn) is not safe in a program with threads.
 
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
+    Without setpriv (not Linux, or a system without util-linux), atexit and the signal handlers still
+    stop the server on every exit but a SIGKILL."""
+    setpriv = shutil.which("setpriv") if sys.platform.startswith("linux") else None
+    return [setpriv, "--pdeathsig", "TERM", "--", *argv] if setpriv else argv
 
 
 class LlamaServer:
@@ -79,7 +84,8 @@ class LlamaServer:
             self.args += ["-t", str(threads)]
         self.process: subprocess.Popen[bytes] | None = None
         self.port = 0
-        self.log_path = Path()
+        self.log_path = cache_dir() / "llama-server.log"
+        self._log_start = 0  # where this start's output begins in the log
         atexit.register(self.stop)
 
     @property
@@ -90,7 +96,6 @@ class LlamaServer:
         import requests
 
         self.port = _free_port()
-        self.log_path = cache_dir() / "llama-server.log"
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         argv = [
             str(self.binary),
@@ -102,14 +107,17 @@ class LlamaServer:
             str(self.port),
             *self.args,
         ]
-        log.info("starting %s on port %d", self.binary.name, self.port)
-        with self.log_path.open("wb") as out:
+        log.info("starting %s on port %d (its log: %s)", self.binary.name, self.port, self.log_path)
+        # Appended to: after a crash and a restart, the log still says why it crashed.
+        with self.log_path.open("ab") as out:
+            out.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} starting {' '.join(argv)}\n".encode())
+            out.flush()
+            self._log_start = out.tell()
             self.process = subprocess.Popen(
-                argv,
+                _with_death_signal(argv),
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
-                preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
                 # Not in our process group: Ctrl-C is ours to handle, and we stop it ourselves.
                 start_new_session=True,
             )
@@ -131,10 +139,14 @@ class LlamaServer:
         raise ModelError(f"{self.binary.name} did not get ready in {START_TIMEOUT} s: see {self.log_path}")
 
     def _last_log_line(self) -> str:
+        """The last line this start wrote to the log."""
         try:
-            lines = [line for line in self.log_path.read_text(errors="replace").splitlines() if line.strip()]
+            with self.log_path.open("rb") as f:
+                f.seek(self._log_start)
+                text = f.read().decode(errors="replace")
         except OSError:
             return "no log"
+        lines = [line for line in text.splitlines() if line.strip()]
         return lines[-1] if lines else "no output"
 
     @property
@@ -155,11 +167,12 @@ class LlamaServer:
 class BinaryChatModel:
     """--llm binary: llama-server from bin/, used through its OpenAI-compatible streaming API."""
 
-    def __init__(self, settings: LLMSettings) -> None:
-        binary = find_binary(settings.binary, settings.binary_name)
+    def __init__(self, settings: LanguageModel, preset: Platform) -> None:
+        binary = find_binary(settings.binary, preset.binary)
         model = resolve_gguf(settings.model)
+        check_context(model, settings.context)
         self.server = LlamaServer(
-            binary, model, settings.context, settings.threads, settings.gpu, reuse=settings.context_shift
+            binary, model, settings.context, settings.threads, preset.metal, reuse=settings.context_shift
         )
         self.server.start()
         self.context_size = settings.context
@@ -189,7 +202,7 @@ class BinaryChatModel:
         except (LLMServerError, KeyError, ValueError):
             return OpenAIChatModel.count_tokens(self.client, messages)
 
-    def stream(self, messages: list[Message], options: GenerationOptions) -> Iterator[str]:
+    def stream(self, messages: list[Message], options: GenerationOptions) -> Generator[str, None, None]:
         self._ensure_running()
         started = False
         try:

@@ -14,16 +14,19 @@ import os
 import re
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from talkgpt4all.config import MODELS_DIR
 from talkgpt4all.conversation import Message
 from talkgpt4all.errors import MissingDependencyError, ModelError
-from talkgpt4all.llm import GenerationOptions, LLMSettings
+from talkgpt4all.llm import GenerationOptions
 from talkgpt4all.llm.remote import estimate_tokens
 from talkgpt4all.models import gpt4all_models_dir
+
+if TYPE_CHECKING:
+    from talkgpt4all.settings import LanguageModel
 
 log = logging.getLogger("talkgpt4all")
 
@@ -62,7 +65,7 @@ class GPT4AllChatModel:
     shifts_context = False
     last_evaluated: int | None = None
 
-    def __init__(self, settings: LLMSettings) -> None:
+    def __init__(self, settings: LanguageModel) -> None:
         try:
             from gpt4all import GPT4All
         except ImportError as exc:
@@ -108,24 +111,17 @@ class GPT4AllChatModel:
     def _chat_formatter(path: Path) -> Any:
         """The model's own chat template, read from its GGUF metadata (gpt4all 2.8 has no API for it)."""
         from llama_cpp import Llama
-        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
-        from talkgpt4all.llm.llama_cpp import CHATML, _quiet_stderr
+        from talkgpt4all.llm.llama_cpp import _quiet_stderr, chat_formatter
 
         with _quiet_stderr(True):
             vocab = Llama(model_path=str(path), vocab_only=True, verbose=False)
-        model: Any = vocab._model
-        eos, bos = vocab.token_eos(), vocab.token_bos()
-        return Jinja2ChatFormatter(
-            template=vocab.metadata.get("tokenizer.chat_template") or CHATML,
-            eos_token=model.token_get_text(eos) if eos != -1 else "",
-            bos_token=model.token_get_text(bos) if bos != -1 else "",
-        )
+        return chat_formatter(vocab, path.name)
 
     def count_tokens(self, messages: list[Message]) -> int:
         return estimate_tokens(messages)
 
-    def stream(self, messages: list[Message], options: GenerationOptions) -> Iterator[str]:
+    def stream(self, messages: list[Message], options: GenerationOptions) -> Generator[str, None, None]:
         result = self._formatter(messages=messages)
         stops = result.stop if isinstance(result.stop, list) else [result.stop] if result.stop else []
         stop = threading.Event()

@@ -5,15 +5,20 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import signal
+import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from talkgpt4all.conversation import Message
-from talkgpt4all.errors import ModelError
-from talkgpt4all.llm import GenerationOptions, LLMSettings
+from talkgpt4all.errors import ModelError, UsageError
+from talkgpt4all.llm import GenerationOptions
 from talkgpt4all.models import resolve_gguf
+
+if TYPE_CHECKING:
+    from talkgpt4all.settings import LanguageModel
 
 log = logging.getLogger("talkgpt4all")
 
@@ -57,13 +62,147 @@ def _check_gguf(path: Path) -> None:
         )
 
 
+def _unloadable(path: Path) -> ModelError:
+    return ModelError(
+        f"cannot load {path} (corrupt, incomplete, or an architecture this llama.cpp does not know): "
+        "download it again, or pass another --model"
+    )
+
+
+def trained_context(path: Path) -> int | None:
+    """The context the model was trained on, from its GGUF metadata (its vocabulary alone is loaded);
+    ModelError when the file cannot be read as a model."""
+    from llama_cpp import Llama
+
+    _check_gguf(path)
+    try:
+        with _quiet_stderr(not log.isEnabledFor(logging.DEBUG)):
+            vocab = Llama(model_path=str(path), vocab_only=True, verbose=False)
+    except (ValueError, RuntimeError, OSError) as exc:
+        raise _unloadable(path) from exc
+    try:
+        metadata: dict[str, str] = vocab.metadata
+        length = metadata.get(f"{metadata.get('general.architecture')}.context_length")
+        return int(length) if length and length.isdigit() else None
+    finally:
+        vocab.close()
+
+
+def check_context(path: Path, context: int) -> None:
+    """A context longer than the model was trained on is a usage error, found before its memory is
+    asked for (llama.cpp would try, and a machine can run out of it)."""
+    trained = trained_context(path)
+    if trained is not None and context > trained:
+        raise UsageError(
+            f"--context {context} is more than {path.name} was trained on ({trained} tokens): use "
+            f"--context {trained} or less"
+        )
+
+
+# A llama.cpp build made for another CPU, or with kernels this one cannot run (ggml's AMX kernels on the
+# Intel Xeons this project is tested on, which report AMX and die with SIGILL at its first instruction),
+# kills the process at the first prompt with no word. So each build is tried once on each CPU, in a child
+# process, before the model is used: a crash there is one line saying how to rebuild.
+PROBE = (
+    "import sys\n"
+    "from llama_cpp import Llama\n"
+    "model = Llama(model_path=sys.argv[1], n_ctx=128, n_threads=1, verbose=False)\n"
+    "model.eval(model.tokenize(b'Hello there, how are you?'))\n"
+)
+PROBE_TIMEOUT = 120.0  # seconds
+CRASHES = {-signal.SIGILL: "SIGILL", -signal.SIGSEGV: "SIGSEGV", -signal.SIGBUS: "SIGBUS"}
+NO_AMX = "-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
+
+
+def _build() -> str:
+    """What identifies this llama.cpp build on this CPU: its version and features, and the CPU's."""
+    import hashlib
+    import platform
+
+    import llama_cpp
+
+    cpu = ""
+    with contextlib.suppress(OSError), open("/proc/cpuinfo") as lines:
+        cpu = next((line for line in lines if line.startswith("flags")), "")
+    info = llama_cpp.llama_print_system_info().decode(errors="replace")
+    text = f"{llama_cpp.__version__}|{info}|{platform.machine()}|{cpu}"
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def check_build(path: Path, python: str = sys.executable) -> None:
+    """ModelError, with the command that fixes it, when this llama.cpp build crashes on this CPU (found
+    once per build and CPU, by running the model in a child process; remembered in the cache)."""
+    import json
+    import subprocess
+
+    import llama_cpp
+
+    from talkgpt4all.models import cache_dir
+
+    record = cache_dir() / "llama-cpp-builds.json"
+    try:
+        verdicts = json.loads(record.read_text())
+    except (OSError, ValueError):
+        verdicts = {}
+    build = _build()
+    verdict = verdicts.get(build)
+    if verdict is None:
+        log.info("trying this llama.cpp build on this CPU (once)")
+        try:
+            done = subprocess.run(
+                [python, "-c", PROBE, str(path)], capture_output=True, timeout=PROBE_TIMEOUT, check=False
+            )
+        except subprocess.TimeoutExpired:
+            return  # no verdict: the model itself is tried
+        verdict = CRASHES.get(done.returncode, "ok" if done.returncode == 0 else None)
+        if verdict is None:
+            return  # it failed some other way (the model, memory): the load here says why
+        verdicts[build] = verdict
+        with contextlib.suppress(OSError):
+            record.parent.mkdir(parents=True, exist_ok=True)
+            record.write_text(json.dumps(verdicts, indent=1))
+    if verdict == "ok":
+        return
+    version = llama_cpp.__version__
+    if "AMX" in llama_cpp.llama_print_system_info().decode(errors="replace"):
+        how = (
+            f"this llama-cpp-python was built with AMX kernels, which crash on this CPU ({verdict}): rebuild "
+            f"it without them: CMAKE_ARGS=\"-DCMAKE_C_FLAGS='{NO_AMX}' -DCMAKE_CXX_FLAGS='{NO_AMX}'\" pip "
+            f"install --force-reinstall --no-cache-dir --no-deps llama-cpp-python=={version}"
+        )
+    else:
+        how = (
+            f"this llama-cpp-python crashes on this CPU ({verdict}; built for another?): rebuild it here: "
+            f"pip install --force-reinstall --no-cache-dir --no-deps llama-cpp-python=={version}"
+        )
+    raise ModelError(how)
+
+
+def chat_formatter(llm: Any, name: str) -> Any:
+    """The model's own chat template, from its GGUF metadata, as llama-cpp-python formats it (ChatML
+    for the rare model without one). llm is a llama_cpp.Llama, loaded whole or vocab_only."""
+    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+    template = llm.metadata.get("tokenizer.chat_template")
+    if not template:
+        log.warning("%s has no chat template; using ChatML", name)
+    model: Any = llm._model  # the token texts the template needs are only there
+    eos, bos = llm.token_eos(), llm.token_bos()
+    return Jinja2ChatFormatter(
+        template=template or CHATML,
+        eos_token=model.token_get_text(eos) if eos != -1 else "",
+        bos_token=model.token_get_text(bos) if bos != -1 else "",
+        stop_token_ids=[eos],
+    )
+
+
 class LlamaCppChatModel:
-    def __init__(self, settings: LLMSettings) -> None:
+    def __init__(self, settings: LanguageModel, gpu: bool = False) -> None:
         from llama_cpp import Llama
-        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
         path = resolve_gguf(settings.model)
-        _check_gguf(path)
+        check_context(path, settings.context)
+        check_build(path)
         debug = log.isEnabledFor(logging.DEBUG)
         try:
             with _quiet_stderr(not debug):
@@ -71,31 +210,22 @@ class LlamaCppChatModel:
                     model_path=str(path),
                     n_ctx=settings.context,
                     n_threads=settings.threads or os.cpu_count(),
-                    n_gpu_layers=-1 if settings.gpu else 0,
+                    n_gpu_layers=-1 if gpu else 0,
                     seed=settings.seed if settings.seed >= 0 else 0xFFFFFFFF,
                     verbose=debug,
                 )
         except (ValueError, RuntimeError, OSError) as exc:
-            raise ModelError(
-                f"cannot load {path} (corrupt, incomplete, or an architecture this llama.cpp does not know): "
-                "download it again, or pass another --model"
-            ) from exc
+            if "llama_context" in str(exc):  # the model loaded; its context could not be made
+                raise ModelError(
+                    f"cannot make a context of {settings.context} tokens for {path.name} (not enough "
+                    "memory?): lower --context"
+                ) from exc
+            raise _unloadable(path) from exc
         self.path = path
         # llama.cpp may round its context up (to a multiple of 256), but llama-cpp-python's own token
         # buffer keeps the size asked for: the smaller one is the real limit.
         self.context_size = min(settings.context, self.llm.n_ctx())
-        metadata: dict[str, str] = self.llm.metadata
-        template = metadata.get("tokenizer.chat_template")
-        if not template:
-            log.warning("%s has no chat template; using ChatML", path.name)
-        model: Any = self.llm._model  # the token texts the template needs are only there
-        eos, bos = self.llm.token_eos(), self.llm.token_bos()
-        self.formatter = Jinja2ChatFormatter(
-            template=template or CHATML,
-            eos_token=model.token_get_text(eos) if eos != -1 else "",
-            bos_token=model.token_get_text(bos) if bos != -1 else "",
-            stop_token_ids=[eos],
-        )
+        self.formatter = chat_formatter(self.llm, path.name)
         from llama_cpp import llama_cpp as lib
 
         self._lib = lib
@@ -107,7 +237,7 @@ class LlamaCppChatModel:
         log.info("language model: %s (context %d tokens)", path.name, self.context_size)
 
     def _prompt(self, messages: list[Message]) -> tuple[list[int], Any]:
-        result = self.formatter(messages=messages)  # type: ignore[arg-type]
+        result = self.formatter(messages=messages)
         tokens = self.llm.tokenize(
             result.prompt.encode("utf-8"), add_bos=not result.added_special, special=True
         )
@@ -147,7 +277,8 @@ class LlamaCppChatModel:
             if run < REUSE_MIN_TOKENS:
                 head_c += 1
                 continue
-            llm._ctx.kv_cache_seq_rm(0, head_p, head_c)
+            if not llm._ctx.kv_cache_seq_rm(0, head_p, head_c):
+                break  # the cache cannot drop those tokens: what is kept so far is used, the rest recomputed
             llm._ctx.kv_cache_seq_shift(0, head_c, head_c + run, head_p - head_c)
             llm.input_ids[head_p : head_p + run] = cached[head_c : head_c + run]
             head_c, head_p, moved = head_c + run, head_p + run, True
@@ -177,9 +308,10 @@ class LlamaCppChatModel:
         # llama.cpp counts the tokens it computed when it next synchronizes: now, so that they count here
         # (and not in the turn that samples after them).
         self._lib.llama_synchronize(self.llm._ctx.ctx)
-        return int(llm.n_tokens) - start
+        computed: int = llm.n_tokens - start
+        return computed
 
-    def stream(self, messages: list[Message], options: GenerationOptions) -> Iterator[str]:
+    def stream(self, messages: list[Message], options: GenerationOptions) -> Generator[str, None, None]:
         tokens, result = self._prompt(messages)
         stop = result.stop if isinstance(result.stop, list) else [result.stop] if result.stop else []
         if self.shifts_context:

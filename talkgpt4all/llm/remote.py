@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Generator
 from typing import Any
 
 from talkgpt4all.conversation import Message
 from talkgpt4all.llm import GenerationOptions
 from talkgpt4all.server import Server, ServerError
+from talkgpt4all.text import east_asian_chars
 
 log = logging.getLogger("talkgpt4all")
 
@@ -29,7 +30,7 @@ def estimate_tokens(messages: list[Message]) -> int:
     total = 3
     for m in messages:
         text = m["content"]
-        cjk = sum(1 for ch in text if "\u3000" <= ch <= "\u9fff")
+        cjk = east_asian_chars(text)
         total += 4 + cjk + (len(text) - cjk + 2) // 3
     return total
 
@@ -101,7 +102,7 @@ class OpenAIChatModel:
     def count_tokens(self, messages: list[Message]) -> int:
         return estimate_tokens(messages)
 
-    def stream(self, messages: list[Message], options: GenerationOptions) -> Iterator[str]:
+    def stream(self, messages: list[Message], options: GenerationOptions) -> Generator[str, None, None]:
         import requests
 
         body: dict[str, Any] = {

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
 from talkgpt4all.errors import UnknownEngineError
+
+if TYPE_CHECKING:
+    from talkgpt4all.settings import SpeechToText
 
 
 @dataclass(frozen=True)
@@ -22,28 +25,20 @@ class Transcriber(Protocol):
         """Transcribe 16 kHz mono float32 speech; language None means detect it."""
 
 
-@dataclass(frozen=True)
-class STTSettings:
-    model: str | None = None  # a Whisper size, folder or checkpoint; for a server, its model name
-    threads: int | None = None
-    url: str | None = None  # --stt openai: the server's API base, e.g. http://127.0.0.1:8000/v1
-    api_key: str | None = None
-
-
-def _faster_whisper(settings: STTSettings) -> Transcriber:
+def _faster_whisper(settings: SpeechToText, threads: int | None) -> Transcriber:
     from talkgpt4all.stt.faster_whisper import FasterWhisperTranscriber
 
-    return FasterWhisperTranscriber(settings.model, settings.threads)
+    return FasterWhisperTranscriber(settings.model, threads)
 
 
-def _openai_whisper(settings: STTSettings) -> Transcriber:
+def _openai_whisper(settings: SpeechToText, threads: int | None) -> Transcriber:
     from talkgpt4all.config import DEFAULT_WHISPER
     from talkgpt4all.stt.openai_whisper import OpenAIWhisperTranscriber
 
-    return OpenAIWhisperTranscriber(settings.model or DEFAULT_WHISPER, settings.threads)
+    return OpenAIWhisperTranscriber(settings.model or DEFAULT_WHISPER, threads)
 
 
-def _server(settings: STTSettings) -> Transcriber:
+def _server(settings: SpeechToText, threads: int | None) -> Transcriber:
     from talkgpt4all.errors import UsageError
     from talkgpt4all.stt.remote import RemoteTranscriber
 
@@ -52,7 +47,7 @@ def _server(settings: STTSettings) -> Transcriber:
     return RemoteTranscriber(settings.url, settings.model, settings.api_key)
 
 
-ENGINES: dict[str, Callable[[STTSettings], Transcriber]] = {
+ENGINES: dict[str, Callable[[SpeechToText, int | None], Transcriber]] = {
     "faster-whisper": _faster_whisper,
     "openai-whisper": _openai_whisper,
     "openai": _server,  # any OpenAI-compatible /v1/audio/transcriptions
@@ -64,8 +59,8 @@ def check_engine(name: str) -> None:
         raise UnknownEngineError("stt", name, sorted(ENGINES))
 
 
-def make_transcriber(name: str, settings: STTSettings) -> Transcriber:
-    """Load the named engine with a model name or path (None: the default model). Loading happens
-    here, once."""
-    check_engine(name)
-    return ENGINES[name](settings)
+def make_transcriber(settings: SpeechToText, threads: int | None = None) -> Transcriber:
+    """Load the section's engine with its model (None: the default model), on `threads` CPU threads
+    (None: all). Loading happens here, once."""
+    check_engine(settings.engine)
+    return ENGINES[settings.engine](settings, threads)

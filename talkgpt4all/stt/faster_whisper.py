@@ -43,7 +43,6 @@ class EncoderWindow:
 
 
 FITTED = EncoderWindow()
-WHOLE = EncoderWindow(pad=FULL_WINDOW, minimum=FULL_WINDOW)  # faster-whisper's own 30 s, for comparison
 
 
 class FasterWhisperTranscriber:

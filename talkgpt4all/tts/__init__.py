@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from talkgpt4all.audio import Audio
 from talkgpt4all.errors import MissingDependencyError, UnknownEngineError
+
+if TYPE_CHECKING:
+    from talkgpt4all.settings import Speech
 
 
 class Synthesizer(Protocol):
@@ -15,40 +17,31 @@ class Synthesizer(Protocol):
         """Speak one sentence into audio. language (a Whisper code such as "en" or "zh") is a hint."""
 
 
-@dataclass(frozen=True)
-class TTSSettings:
-    voice: str | None = None
-    rate: int | None = None  # words a minute
-    url: str | None = None  # --tts openai: the server's API base, e.g. http://127.0.0.1:8880/v1
-    api_key: str | None = None
-    model: str | None = None  # --tts openai: the server's model name
-
-
-def _espeak(s: TTSSettings) -> Synthesizer:
+def _espeak(s: Speech) -> Synthesizer:
     from talkgpt4all.tts.commands import Espeak
 
     return Espeak(s.voice, s.rate)
 
 
-def _say(s: TTSSettings) -> Synthesizer:
+def _say(s: Speech) -> Synthesizer:
     from talkgpt4all.tts.commands import Say
 
     return Say(s.voice, s.rate)
 
 
-def _wsay(s: TTSSettings) -> Synthesizer:
+def _wsay(s: Speech) -> Synthesizer:
     from talkgpt4all.tts.commands import Wsay
 
     return Wsay(s.voice, s.rate)
 
 
-def _piper(s: TTSSettings) -> Synthesizer:
+def _piper(s: Speech) -> Synthesizer:
     from talkgpt4all.tts.piper import Piper
 
     return Piper(s.voice, s.rate)
 
 
-def _auto(s: TTSSettings) -> Synthesizer:
+def _auto(s: Speech) -> Synthesizer:
     """A voice per language (Linux's default). A named voice picks its engine: piper's names look like
     en_US-joe-medium (or a .onnx file), anything else is an espeak voice."""
     if s.voice:
@@ -60,7 +53,7 @@ def _auto(s: TTSSettings) -> Synthesizer:
     return VoicePerLanguage(s.rate)
 
 
-def _server(s: TTSSettings) -> Synthesizer:
+def _server(s: Speech) -> Synthesizer:
     from talkgpt4all.errors import UsageError
     from talkgpt4all.tts.remote import RemoteSynthesizer
 
@@ -69,7 +62,7 @@ def _server(s: TTSSettings) -> Synthesizer:
     return RemoteSynthesizer(s.url, s.voice, s.model, s.api_key)
 
 
-ENGINES: dict[str, Callable[[TTSSettings], Synthesizer] | None] = {
+ENGINES: dict[str, Callable[[Speech], Synthesizer] | None] = {
     "auto": _auto,  # piper where it has a voice for the reply's language, else espeak-ng
     "espeak": _espeak,
     "piper": _piper,  # neural voices, optional: pip install -e '.[piper]'
@@ -85,11 +78,12 @@ def check_engine(name: str) -> None:
         raise UnknownEngineError("tts", name, sorted(ENGINES))
 
 
-def make_synthesizer(name: str, settings: TTSSettings | None = None) -> Synthesizer | None:
-    """The named engine, checked to be installed; None for "none"."""
+def make_synthesizer(name: str, settings: Speech) -> Synthesizer | None:
+    """The named engine (the section's, or the platform's), with the section's voice and rate, checked
+    to be installed; None for "none"."""
     check_engine(name)
     factory = ENGINES[name]
-    return factory(settings or TTSSettings()) if factory else None
+    return factory(settings) if factory else None
 
 
 def list_voices() -> str:

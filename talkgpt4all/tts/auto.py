@@ -13,6 +13,7 @@ from typing import Any
 
 from talkgpt4all.audio import Audio
 from talkgpt4all.errors import MissingDependencyError
+from talkgpt4all.text import has_han
 
 log = logging.getLogger("talkgpt4all")
 
@@ -46,10 +47,9 @@ class VoicePerLanguage:
         return self.piper.find(language) if self.piper else None
 
     def synthesize(self, text: str, language: str | None = None) -> Audio:
-        from talkgpt4all.tts.commands import has_cjk
         from talkgpt4all.tts.piper import SILENCE
 
-        language = language or ("zh" if has_cjk(text) else "en")
+        language = language or ("zh" if has_han(text) else "en")
         voice = self._piper_voice(language)
         if voice is not None and self.piper is not None:
             return self.piper.speak(voice, text)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import logging
+import re
 import shutil
 import subprocess
 import tempfile
@@ -20,6 +21,7 @@ import soundfile as sf
 from talkgpt4all.audio import Audio
 from talkgpt4all.config import BIN_DIR
 from talkgpt4all.errors import MissingDependencyError, SpeechError
+from talkgpt4all.text import has_han
 
 log = logging.getLogger("talkgpt4all")
 
@@ -68,10 +70,6 @@ ESPEAK_CHINESE_NOTE = (
 )
 
 
-def has_cjk(text: str) -> bool:
-    return any("\u4e00" <= ch <= "\u9fff" or "\u3400" <= ch <= "\u4dbf" for ch in text)
-
-
 class Espeak:
     """espeak-ng, else espeak. Writes a WAV to stdout."""
 
@@ -84,11 +82,36 @@ class Espeak:
         self.exe, self.voice, self.rate = exe, voice, rate
         self._bad_voices: set[str] = set()
         self._warned_chinese = False
+        if voice is not None and not self.has_voice(voice):
+            # espeak-ng itself speaks an unknown voice in its default one, and says nothing.
+            raise SpeechError(
+                f"espeak-ng has no voice {voice!r}: see --list-voices for its voices (e.g. en-us, en+f3)"
+            )
+
+    def _listed(self, kind: str = "") -> set[str]:
+        """What `espeak-ng --voices[=kind]` lists: each voice's languages, name and file, lowercased."""
+        listing = _run([self.exe, f"--voices={kind}" if kind else "--voices"], "").decode(errors="replace")
+        names: set[str] = set()
+        for row in listing.splitlines()[1:]:
+            cells = row.split()
+            if len(cells) < 5:
+                continue
+            language, name, file = cells[1], cells[3], cells[4]
+            others = re.findall(r"\(([^ )]+) \d+\)", " ".join(cells[5:]))
+            names |= {language, name, file, file.rsplit("/", 1)[-1], *others}
+        return {n.lower() for n in names}
+
+    def has_voice(self, voice: str) -> bool:
+        """Whether espeak-ng has this voice: a language (en-us), a voice's name or file, optionally with a
+        +variant (en+f3), or an MBROLA voice (mb-en1)."""
+        base, _, variant = voice.lower().partition("+")
+        found = base in self._listed("mb" if base.startswith("mb-") else "")
+        return found and (not variant or variant in self._listed("variant"))
 
     def _voice_for(self, text: str, language: str | None) -> str | None:
         if self.voice:
             return self.voice
-        if has_cjk(text) or language == "zh":
+        if has_han(text) or language == "zh":
             if not self._warned_chinese:
                 self._warned_chinese = True
                 log.warning(ESPEAK_CHINESE_NOTE)
@@ -131,7 +154,7 @@ class Say:
         with tempfile.TemporaryDirectory() as tmp:
             out = Path(tmp) / "reply.aiff"
             argv = [self.exe, "-f", "-", "-o", str(out)]
-            voice = self.voice or (SAY_CHINESE if has_cjk(text) or language == "zh" else None)
+            voice = self.voice or (SAY_CHINESE if has_han(text) or language == "zh" else None)
             if voice:
                 argv += ["-v", voice]
             if self.rate:
@@ -188,7 +211,7 @@ class Wsay:
         return self._chinese[0] if self._chinese else None
 
     def _voice_for(self, text: str, language: str | None) -> str | None:
-        if self.voice or not (has_cjk(text) or language == "zh"):
+        if self.voice or not (has_han(text) or language == "zh"):
             return self.voice
         voice = self._chinese_voice()
         if voice is None and not self._warned_chinese:
