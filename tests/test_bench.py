@@ -40,7 +40,6 @@ def test_latency_benchmark_reports_every_mode_stage_and_ratio():
         assert stages["first_audio"]["n"] == 6, mode  # every turn of the run was voiced and timed
         assert 0 < stages["llm_first_token"]["p50"] <= stages["first_audio"]["p50"] <= stages["total"]["p95"]
         assert (stages["stt"]["p50"] is None) == mode.startswith("text")
-        assert 50 < data["peak_rss_mb"] < 24 * 1024
         live = mode.startswith("live")
         # Hands-free, the wait for the pause is measured, and TTFA is measured from outside too.
         assert (stages["endpoint"]["n"] == 6) == live and (stages["ttfa_true"]["n"] == 6) == live, mode
@@ -48,9 +47,14 @@ def test_latency_benchmark_reports_every_mode_stage_and_ratio():
             # With speculation the transcript may be ready before the end of the turn is decided.
             assert 0 < stages["endpoint"]["p50"] < stages["first_audio"]["p50"], mode
             assert 0 < stages["stt"]["p50"] < stages["first_audio"]["p50"], mode
-        # Hands-free turns start their work in the pause (most of them: a turn whose last pause came
-        # too fast for the worker does its own); never with --no-speculate, never outside --vad.
-        assert (data["speculated"] > 0) == (live and mode != "live-wait"), mode
+        # No turn's work starts in a pause with --no-speculate, nor outside --vad. (How many hands-free
+        # turns it does start there depends on the machine's timing: the benchmark reports it;
+        # test_speculation.py proves that it does.)
+        if not live or mode == "live-wait":
+            assert data["speculated"] == 0, mode
+    # The text modes load no Whisper: the memory the benchmark reports must show it.
+    modes = figures["modes"]
+    assert modes["text"]["peak_rss_mb"] < modes["file"]["peak_rss_mb"] < modes["live"]["peak_rss_mb"]
     assert figures["ttfa_ratio_text"] > 0 and figures["ttfa_ratio_file"] > 0
     assert "cores" in figures["machine"]
 
@@ -80,7 +84,8 @@ def test_long_conversation_benchmark_reports_both_modes_by_turn():
         assert data["turns"] == 40 and [b["turns"] for b in data["blocks"]] == ["1-20", "21-40"], mode
         assert data["context_full_at_turn"] < 20, mode  # 512 tokens fill early: most turns trim
         assert data["ratio_last_to_first"] > 0 and data["ratio_p95_later_to_first_p50"] > 0
-        assert 50 < data["peak_rss_mb_end"] < 24 * 1024 and data["peak_rss_mb_turn20"] is not None
+        # The peak at turn 20 is a peak of the same process at turn 40: never above it.
+        assert 0 < data["peak_rss_mb_turn20"] <= data["peak_rss_mb_end"], mode
     # Once the context is full, shifting the cache computes less per turn than trimming in steps does.
     shift, steps = figures["modes"]["shift"], figures["modes"]["steps"]
     assert shift["computed_mean_after_full"] < steps["computed_mean_after_full"]
