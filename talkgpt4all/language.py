@@ -73,7 +73,7 @@ def script_language(text: str) -> str | None:
     return None
 
 
-def answer_note(language: str | None, previous: str | None, zh_script: str = "simplified") -> str | None:
+def answer_note(language: str | None, previous: str | None, zh_script: str) -> str | None:
     """The note that asks the model to answer in the turn's language, if one is needed: for any language
     but English, and for English after a turn in another language. None: nothing to add."""
     if language is None or (language == "en" and previous in (None, "en")):
@@ -109,7 +109,7 @@ class ChineseScript:
     """A transcriber whose Chinese comes out in one script. Whisper often writes traditional characters
     for Mandarin (开放时间 as 開放時間); mainland users expect simplified."""
 
-    def __init__(self, transcriber: Transcriber, zh_script: str = "simplified") -> None:
+    def __init__(self, transcriber: Transcriber, zh_script: str) -> None:
         self.transcriber, self.zh_script = transcriber, zh_script
         to_script("", zh_script)  # load OpenCC now, not at the first Chinese turn
 

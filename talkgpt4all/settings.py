@@ -540,10 +540,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             elif option.kind == "on-off":
                 group.add_argument(*flags, action=argparse.BooleanOptionalAction, **common)
             else:
+                choices = "{" + ",".join(option.choices) + "}" if option.choices else None
                 group.add_argument(
                     *flags,
                     type=typed(option),
-                    metavar=option.metavar,
+                    metavar=option.metavar or choices or option.key.upper(),
                     action="append" if option.kind == "list" else "store",
                     **common,
                 )

@@ -29,11 +29,11 @@ def test_a_typed_line_s_script_gives_its_language():
 
 
 def test_the_answer_note_is_there_for_other_languages_and_for_english_after_them():
-    assert answer_note("en", None) is None and answer_note("en", "en") is None
-    assert answer_note("zh", "en") == "请用简体中文回答。"
+    assert answer_note("en", None, "simplified") is None and answer_note("en", "en", "simplified") is None
+    assert answer_note("zh", "en", "simplified") == "请用简体中文回答。"
     assert answer_note("zh", "zh", "traditional") == "請用繁體中文回答。"
-    assert answer_note("en", "zh") == "Please answer in English."
-    assert answer_note(None, "zh") is None
+    assert answer_note("en", "zh", "simplified") == "Please answer in English."
+    assert answer_note(None, "zh", "simplified") is None
 
 
 class ObedientChat(FakeChat):
@@ -99,11 +99,14 @@ def test_language_pins_every_turn():
 
 def test_chinese_is_heard_in_the_script_asked_for():
     traditional = FakeTranscriber("對，這就是我，萬人敬仰的太乙真人。", language="zh")
-    assert ChineseScript(traditional).transcribe(np.zeros(1)).text == "对，这就是我，万人敬仰的太乙真人。"
+    assert (
+        ChineseScript(traditional, "simplified").transcribe(np.zeros(1)).text
+        == "对，这就是我，万人敬仰的太乙真人。"
+    )
     simplified = FakeTranscriber("开放时间是几点？", language="zh")
     assert ChineseScript(simplified, "traditional").transcribe(np.zeros(1)).text == "開放時間是幾點？"
     english = FakeTranscriber("Über 開放", language="en")  # only Chinese turns are converted
-    assert ChineseScript(english).transcribe(np.zeros(1)).text == "Über 開放"
+    assert ChineseScript(english, "simplified").transcribe(np.zeros(1)).text == "Über 開放"
     assert to_script("裡麵包", "simplified") == "里面包"  # by phrase, not character by character
 
 
@@ -111,7 +114,7 @@ def test_chinese_is_heard_in_the_script_asked_for():
 def base_in_simplified():
     from talkgpt4all.stt.faster_whisper import FasterWhisperTranscriber
 
-    yield ChineseScript(FasterWhisperTranscriber(None))
+    yield ChineseScript(FasterWhisperTranscriber(None), "simplified")
 
 
 @pytest.mark.parametrize("name", ["f5-basic_ref_zh.wav", "audioeval-zh-pangrama.wav"])

@@ -177,7 +177,7 @@ class BinaryChatModel:
         self.server.start()
         self.context_size = settings.context
         self.shifts_context = settings.context_shift
-        self.client = OpenAIChatModel(f"{self.server.url}/v1", model=model.name, context=settings.context)
+        self.client = OpenAIChatModel(f"{self.server.url}/v1", model.name, None, settings.context)
         log.info("language model: %s through %s", model.name, binary.name)
 
     def _ensure_running(self) -> None:

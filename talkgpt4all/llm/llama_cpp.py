@@ -229,7 +229,7 @@ class LlamaCppChatModel:
         from llama_cpp import llama_cpp as lib
 
         self._lib = lib
-        memory = getattr(self.llm._ctx, "memory", None)
+        memory = self.llm._ctx.memory
         self.shifts_context = bool(
             settings.context_shift and memory is not None and lib.llama_memory_can_shift(memory)
         )
@@ -333,9 +333,8 @@ class LlamaCppChatModel:
                 if text:
                     yield text
         finally:
-            close = getattr(chunks, "close", None)
-            if close:
-                close()
+            if isinstance(chunks, Generator):
+                chunks.close()
             self.last_evaluated = self._evaluated_so_far() - evaluated_before
 
     def close(self) -> None:

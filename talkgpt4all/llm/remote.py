@@ -60,7 +60,7 @@ class OpenAIChatModel:
 
     shifts_context = False
 
-    def __init__(self, url: str, model: str | None = None, api_key: str | None = None, context: int = 4096):
+    def __init__(self, url: str, model: str | None, api_key: str | None, context: int):
         self._server = Server(
             url,
             api_key,
