@@ -30,9 +30,10 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -130,12 +131,12 @@ class Chat:
     def play(self, wav: Path, device: str = "mic") -> None:
         subprocess.run(["paplay", f"--device={device}", str(wav)], env=self.env, check=True)
 
-    def turns(self) -> list[dict]:
+    def turns(self) -> list[dict[str, Any]]:
         if not self.transcript.exists():
             return []
         return [json.loads(line) for line in self.transcript.read_text().splitlines()]
 
-    def wait_turns(self, count: int, timeout: float = TIMEOUT) -> list[dict]:
+    def wait_turns(self, count: int, timeout: float = TIMEOUT) -> list[dict[str, Any]]:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             turns = self.turns()
@@ -169,7 +170,7 @@ def played_seconds(speaker: np.ndarray) -> float:
     return float((np.abs(windows).max(axis=1) > QUIET).sum() * 0.02)
 
 
-def settle(chat: Chat, quiet: float = 3.0, limit: float = 120.0) -> list[dict]:
+def settle(chat: Chat, quiet: float = 3.0, limit: float = 120.0) -> list[dict[str, Any]]:
     """Waits until no turn has been added for quiet seconds (a self-interruption adds turns, and may
     go on adding them: at most limit seconds)."""
     count, since, began = len(chat.turns()), time.monotonic(), time.monotonic()
@@ -182,7 +183,7 @@ def settle(chat: Chat, quiet: float = 3.0, limit: float = 120.0) -> list[dict]:
 
 def long_replies(
     env: dict[str, str], work: Path, count: int, chat_args: list[str], limit: float = 120.0
-) -> dict:
+) -> dict[str, Any]:
     """count long replies that nobody talks over: how many interrupted themselves (each reply's
     aftermath is followed for at most limit seconds)."""
     request = speak(STORY_REQUEST, work / "story.wav")
@@ -235,7 +236,7 @@ def arrival(user: Recording, mic: Recording, start: int) -> float:
     return mic.time_of(around + lag)
 
 
-def barge_ins(env: dict[str, str], work: Path, count: int, chat_args: list[str]) -> dict:
+def barge_ins(env: dict[str, str], work: Path, count: int, chat_args: list[str]) -> dict[str, Any]:
     """count questions asked two seconds into a reply: the time from the question's first sound reaching
     the microphone to the reply's last, and what the question was heard as."""
     request = speak(STORY_REQUEST, work / "story.wav")
@@ -248,7 +249,8 @@ def barge_ins(env: dict[str, str], work: Path, count: int, chat_args: list[str])
     decisions: list[float] = []  # from the question reaching the microphone to the program's barge-in
     paused = 0  # replies that were silent (between two sentences) before the barge-in stopped them
     heard: list[str] = []
-    missed = 0
+    rounds: list[list[list[Any]]] = []
+    missed = split = 0
     try:
         for _ in range(count):
             done = len(chat.turns())
@@ -262,27 +264,34 @@ def barge_ins(env: dict[str, str], work: Path, count: int, chat_args: list[str])
             time.sleep(2.0)
             asked = time.perf_counter()
             chat.play(question, device="user")
-            turns = chat.wait_turns(done + 2)
+            chat.wait_turns(done + 2)  # at least the story request's turn and the question's
             time.sleep(0.5)
+            settle(chat)
+            # Every turn this round added, in order: what was heard, and whether it was cut off. The
+            # question's turn is the one after the turn it cut off; the turns before that are the story
+            # request (more than one when a pause inside it ended a turn: see "split").
+            added = chat.turns()[done:]
+            rounds.append([[t["user"], bool(t.get("interrupted"))] for t in added])
+            cut = next((i for i, t in enumerate(added) if t.get("interrupted")), None)
+            split += cut is not None and cut > 0
             start = first_sound(user.samples(), user.at(asked))
             end = last_sound(user.samples(), start) if start is not None else None
-            if turns[done].get("interrupted") and start is not None and end is not None:
-                began = arrival(user, mic, start)
-                skews.append(began - user.time_of(start))
-                ended = began + (end - start) / RATE
-                stopped = reply_stop(speaker, began, ended + 0.2)
-                reactions.append(stopped - began)
-                # When the program decided (its -v line, on the same clock): a reply already silent by then
-                # was in a pause between sentences (its speech fell behind), not stopped by the barge-in.
-                said = [float(t) for t in re.findall(r"the reply stops \(at ([0-9.]+)\)", chat.said.text)]
-                decided = next((t for t in said if t > began), None)
-                if decided is not None:
-                    decisions.append(decided - began)
-                    paused += stopped < decided - PAUSED
-            else:
+            if cut is None or cut + 1 >= len(added) or start is None or end is None:
                 missed += 1
-            heard.append(turns[done + 1]["user"])
-            settle(chat)
+                continue
+            heard.append(added[cut + 1]["user"])
+            began = arrival(user, mic, start)
+            skews.append(began - user.time_of(start))
+            ended = began + (end - start) / RATE
+            stopped = reply_stop(speaker, began, ended + 0.2)
+            reactions.append(stopped - began)
+            # When the program decided (its -v line, on the same clock): a reply already silent by then
+            # was in a pause between sentences (its speech fell behind), not stopped by the barge-in.
+            said = [float(t) for t in re.findall(r"the reply stops \(at ([0-9.]+)\)", chat.said.text)]
+            decided = next((t for t in said if t > began), None)
+            if decided is not None:
+                decisions.append(decided - began)
+                paused += stopped < decided - PAUSED
     finally:
         chat.close()
         speaker.stop()
@@ -298,6 +307,8 @@ def barge_ins(env: dict[str, str], work: Path, count: int, chat_args: list[str])
         "decisions": [round(d, 3) for d in decisions],
         "in_a_pause": paused,
         "heard": heard,
+        "split": split,
+        "rounds": rounds,
     }
 
 
@@ -313,7 +324,8 @@ def room_echo(far: np.ndarray) -> np.ndarray:
     room *= 0.5 / np.sqrt((room**2).sum())
     delay = int(0.08 * SAMPLE_RATE)
     echo = np.concatenate([np.zeros(delay), np.convolve(far, room)[: len(far) - delay]])
-    return (np.tanh(2 * echo) / 2).astype(np.float32)
+    heard: np.ndarray = (np.tanh(2 * echo) / 2).astype(np.float32)
+    return heard
 
 
 def steady_reply(text: str) -> np.ndarray:
@@ -330,7 +342,10 @@ def steady_reply(text: str) -> np.ndarray:
     return (resample(said, chunks[0].sample_rate, SAMPLE_RATE) * 0.5).astype(np.float32)
 
 
-def cancellers(seconds: float = 10.0) -> list[dict]:
+Step = Callable[[np.ndarray, np.ndarray], np.ndarray]  # a canceller: (microphone, speakers) -> clean
+
+
+def cancellers(seconds: float = 10.0) -> list[dict[str, Any]]:
     """ERLE and CPU of each installed canceller on a piper reply through a synthetic room."""
     from talkgpt4all.audio import SAMPLE_RATE
 
@@ -343,13 +358,13 @@ def cancellers(seconds: float = 10.0) -> list[dict]:
     frame = SAMPLE_RATE // 100
     n = len(far) // frame * frame
 
-    def webrtc():
+    def webrtc() -> Step:
         from pywebrtc_audio import EchoCanceller
 
         aec = EchoCanceller(SAMPLE_RATE, 1, 0)
         return lambda a, b: aec.process(a, b)
 
-    def speex():
+    def speex() -> Step:
         from pyaec import Aec
 
         aec = Aec(frame, 4096, SAMPLE_RATE, True)  # as talkGPT4All runs it: with the echo suppressor
@@ -360,12 +375,12 @@ def cancellers(seconds: float = 10.0) -> list[dict]:
             / 32767
         )
 
-    def livekit():
+    def livekit() -> Step:
         from livekit import rtc
 
         apm = rtc.AudioProcessingModule(echo_cancellation=True, noise_suppression=True)
 
-        def run(a, b):
+        def run(a: np.ndarray, b: np.ndarray) -> np.ndarray:
             ff = rtc.AudioFrame.create(SAMPLE_RATE, 1, frame)
             nf = rtc.AudioFrame.create(SAMPLE_RATE, 1, frame)
             np.frombuffer(ff.data, np.int16)[:] = (b * 32767).astype(np.int16)
@@ -417,7 +432,7 @@ def main() -> int:
     args, rest = parser.parse_known_args()
     chat_args = rest[1:] if rest[:1] == ["--"] else rest
     print("cancellers on a synthetic room…", file=sys.stderr, flush=True)
-    figures: dict = {"cancellers": cancellers()}
+    figures: dict[str, Any] = {"cancellers": cancellers()}
     with tempfile.TemporaryDirectory(prefix="talkgpt4all-echo-") as tmp:
         work = Path(tmp)
         # Without the canceller, one reply is enough: it interrupts itself, again and again.
@@ -455,7 +470,8 @@ def main() -> int:
     print(
         f"barge-in: reaction p50 {p50} over {len(b['reactions'])} of {b['asked']} (from each question "
         f"reaching the microphone, {b['question_skew']} s after its clean recording), the program deciding "
-        f"at {decided} p50; {b['in_a_pause']} replies were in a pause already; heard: {b['heard']}"
+        f"at {decided} p50; {b['in_a_pause']} replies were in a pause already; {b['split']} story requests "
+        f"were heard as more than one turn; heard: {b['heard']}"
     )
     return 0
 
