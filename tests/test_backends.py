@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import CHAT, ROOT, reply_line, run_chat, wait_for_turns
+from conftest import CHAT, ROOT, Run, reply_line, run_chat, wait_for_turns
 from talkgpt4all.models import starter_gguf
 
 SERVER = ROOT / "bin" / "llama-server"
@@ -356,17 +356,21 @@ def _serve(handler: type[http.server.BaseHTTPRequestHandler]) -> http.server.Thr
     return server
 
 
-def test_openai_non_ascii_replies_arrive_intact(tmp_path: Path):
-    server = _serve(_Utf8Server)
-    log = tmp_path / "t.jsonl"
+def chat_with(handler: type[http.server.BaseHTTPRequestHandler], *args: str, stdin: str) -> Run:
+    """chat.py --text against a stand-in OpenAI server answering with handler."""
+    server = _serve(handler)
     try:
         url = f"http://127.0.0.1:{server.server_address[1]}/v1"
-        run = run_chat(
-            "--llm", "openai", "--llm-url", url, "--model", "m", "--text", "--no-play",
-            "--transcript", str(log), stdin="Répète: café naïve résumé, 你好世界\n",
-        )  # fmt: skip
+        return run_chat(
+            "--llm", "openai", "--llm-url", url, "--model", "m", "--text", "--no-play", *args, stdin=stdin
+        )
     finally:
         server.shutdown()
+
+
+def test_openai_non_ascii_replies_arrive_intact(tmp_path: Path):
+    log = tmp_path / "t.jsonl"
+    run = chat_with(_Utf8Server, "--transcript", str(log), stdin="Répète: café naïve résumé, 你好世界\n")
     assert run.returncode == 0, run.stderr
     assert reply_line(run.stdout) == "Café naïve résumé. 你好，世界。"
     turn = json.loads(log.read_text())
@@ -381,14 +385,7 @@ def test_openai_server_error_500_is_one_clear_line():
     class Failing(_Utf8Server):
         status = 500
 
-    server = _serve(Failing)
-    try:
-        url = f"http://127.0.0.1:{server.server_address[1]}/v1"
-        run = run_chat(
-            "--llm", "openai", "--llm-url", url, "--model", "m", "--text", "--no-play", stdin="hi\n"
-        )
-    finally:
-        server.shutdown()
+    run = chat_with(Failing, stdin="hi\n")
     assert run.returncode == 1 and len(run.stderr_lines) == 1, run.stderr
     assert "answered 500 model crashed" in run.stderr
 
@@ -504,16 +501,8 @@ def test_a_reply_full_of_terminal_escapes_is_shown_as_text(tmp_path: Path):
     """Escape and control sequences from a model or a server are removed before anything is shown,
     spoken or kept; Rich's markup and emoji codes are shown as typed. The transcript and the screen
     agree. (Before, they reached the terminal, which ran them: the window title became "pwned".)"""
-    server = _serve(_HostileServer)
     log = tmp_path / "t.jsonl"
-    try:
-        url = f"http://127.0.0.1:{server.server_address[1]}/v1"
-        run = run_chat(
-            "--llm", "openai", "--llm-url", url, "--model", "m", "--text", "--no-play",
-            "--transcript", str(log), stdin="say \x1b[31mit\n",
-        )  # fmt: skip
-    finally:
-        server.shutdown()
+    run = chat_with(_HostileServer, "--transcript", str(log), stdin="say \x1b[31mit\n")
     assert run.returncode == 0, run.stderr
     for stream in (run.stdout, run.stderr):
         assert not any(ch in stream for ch in "\x1b\x07\x9b\u202e"), repr(stream)
@@ -526,14 +515,7 @@ def test_a_server_error_full_of_terminal_escapes_is_one_plain_line():
     class Failing(_HostileServer):
         status = 500
 
-    server = _serve(Failing)
-    try:
-        url = f"http://127.0.0.1:{server.server_address[1]}/v1"
-        run = run_chat(
-            "--llm", "openai", "--llm-url", url, "--model", "m", "--text", "--no-play", stdin="hi\n"
-        )
-    finally:
-        server.shutdown()
+    run = chat_with(Failing, stdin="hi\n")
     assert run.returncode == 1 and len(run.stderr_lines) == 1, run.stderr
     assert "\x1b" not in run.stderr and "\x07" not in run.stderr and "answered 500 bad" in run.stderr
 
