@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import difflib
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -116,13 +116,20 @@ def language_code(text: str) -> str:
 
 
 def _engines(stage: str) -> Callable[[str], str]:
+    """A check of an engine's name against the stage's registry (its error lists the valid names)."""
+
     def check(name: str) -> str:
         from talkgpt4all import llm, stt, tts
 
-        registries: dict[str, Iterable[str]] = {"stt": stt.ENGINES, "llm": llm.ENGINES, "tts": tts.ENGINES}
-        names = sorted(registries[stage])
-        if name not in names:
-            raise ValueError(f"unknown {stage} engine {name!r}: choose one of {', '.join(names)}")
+        checks: dict[str, Callable[[str], None]] = {
+            "stt": stt.check_engine,
+            "llm": llm.check_engine,
+            "tts": tts.check_engine,
+        }
+        try:
+            checks[stage](name)
+        except UsageError as exc:
+            raise ValueError(str(exc)) from None
         return name
 
     return check
@@ -148,7 +155,7 @@ class SpeechToText:
     engine: str = setting(
         "faster-whisper",
         "--stt",
-        "faster-whisper (default), openai-whisper, or openai: a server (--stt-url)",
+        "faster-whisper, openai-whisper, or openai: a server (--stt-url) (default: {default})",
         check=_engines("stt"),
     )
     url: str | None = setting(
@@ -188,7 +195,8 @@ class LanguageModel:
     engine: str = setting(
         "llama-cpp",
         "--llm",
-        "back end: llama-cpp (in process, default), openai (a server), binary (bin/llama-server), gpt4all",
+        "back end: llama-cpp (in process), openai (a server), binary (bin/llama-server), gpt4all (default: "
+        "{default})",
         check=_engines("llm"),
     )
     url: str | None = setting(
