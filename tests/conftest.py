@@ -7,6 +7,7 @@ import os
 import pty
 import re
 import shutil
+import signal
 import struct
 import subprocess
 import sys
@@ -28,6 +29,11 @@ ROOT = Path(__file__).resolve().parent.parent
 # A config file of the developer's own (~/.config/talkgpt4all/config.toml) must not change what the tests
 # run: every run, in process or not, sees an empty config folder unless a test gives it one.
 os.environ["XDG_CONFIG_HOME"] = tempfile.mkdtemp(prefix="talkgpt4all-test-config-")
+# A shell starts a background job (`pytest &`, CI runners that do the same) with Ctrl-C ignored, and every
+# program it starts inherits that: chat.py would then never see the SIGINT the tests send it. The tests
+# run as if in the foreground, whatever started them.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 CHAT = ROOT / "chat.py"
 SKIP_NOTE = "needs espeak-ng (sudo apt-get install espeak-ng); .ci/run installs it"
 
