@@ -11,6 +11,7 @@ import contextlib
 import logging
 import os
 import sys
+import threading
 import time
 from collections.abc import Callable
 from typing import IO, TYPE_CHECKING
@@ -102,6 +103,8 @@ def run(
             )
         )
         session.observers += observers or []
+        if threading.current_thread() is threading.main_thread():
+            stack.callback(loops.SignalWatch(session.stop).close)
         session.warm_up()
         ready = time.perf_counter() - started
         log.info("ready in %.2f s (models loaded and warmed)", ready)

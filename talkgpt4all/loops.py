@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import logging
 import queue
+import signal
+import socket
 import threading
 import time
 from collections import deque
@@ -193,6 +195,43 @@ class Keyboard:
             yield
         finally:
             self._stop_reply = None
+
+
+class SignalWatch:
+    """Stops the turn in progress the moment Ctrl-C, SIGTERM or SIGHUP arrives, from a thread of its own.
+
+    Python runs its signal handlers in the main thread only, between two steps of its own code: while the
+    main thread is inside the model writing the next token (tens of milliseconds, far more on a busy
+    machine), the reply would play on. The signal's number is also written to a socket as it arrives
+    (signal.set_wakeup_fd), and this thread, reading it, cuts the turn off at once through the turn's
+    one stop (session.stop). The main thread then unwinds as before: KeyboardInterrupt or SystemExit.
+    Its owner (app.run) closes it, which ends and joins the thread.
+    """
+
+    SIGNALS = tuple(s for s in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None)) if s)
+
+    def __init__(self, stop: Callable[[], bool]) -> None:
+        self._stop = stop
+        self._read, self._write = socket.socketpair()
+        self._write.setblocking(False)
+        # From the main thread only (ValueError elsewhere): a caller on another thread gets no watch.
+        self._previous = signal.set_wakeup_fd(self._write.fileno(), warn_on_full_buffer=False)
+        self._thread = threading.Thread(target=self._watch, name="signals", daemon=True)
+        self._thread.start()
+
+    def _watch(self) -> None:
+        try:
+            while numbers := self._read.recv(64):
+                if any(number in self.SIGNALS for number in numbers):
+                    self._stop()
+        except OSError as exc:  # the socket was closed under it
+            log.debug("signal watch ended: %s", exc)
+
+    def close(self) -> None:
+        signal.set_wakeup_fd(self._previous)
+        self._write.close()  # the reader sees the end, and its thread returns
+        self._thread.join(JOIN_TIMEOUT)
+        self._read.close()
 
 
 class Microphone(Protocol):

@@ -24,10 +24,11 @@ except that any thread may cut it off (Turn.interrupt()).
     The reply is written; the voice plays on. The main thread waits for its last sound.
 ``done``, ``cut off``, ``failed``
     The final states. Heard to the end; or cut off: Enter or a typed line (the keyboard thread), speech
-    over the reply (the listener thread), Ctrl-C, SIGTERM or SIGHUP (the main thread, as an exception);
-    or failed: an engine, a server or a device, one line, and the conversation goes on. Every way to
-    cut a turn off takes one path: Turn.interrupt() sets its `cut` event and stops its voice, whose sinks
-    drop what they hold. An exception leaving the voice stops it the same way.
+    over the reply (the listener thread), Ctrl-C, SIGTERM or SIGHUP (the signal watch's thread, the
+    moment it arrives, and then the main thread, as an exception); or failed: an engine, a server or a
+    device, one line, and the conversation goes on. Every way to cut a turn off takes one path:
+    Turn.interrupt() sets its `cut` event and stops its voice, whose sinks drop what they hold. An
+    exception leaving the voice stops it the same way.
 
 Then the main thread settles the turn: the reply is what the user heard (all of it, or as far as it
 went), the turn is marked final, committed to the history, and told to the observers (the stopwatch,
@@ -165,6 +166,8 @@ class Turn:
             voice = self._voice
         if voice is not None:
             voice.stop()
+        # With -v: when (time.perf_counter(), the system's monotonic clock), for the tests and benchmarks
+        log.info("the turn is cut off (at %.3f)", time.perf_counter())
         return True
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import ROOT, Ears, speak_to_file, wait_for_turns, wer
+from conftest import ROOT, Ears, speak_to_file, wer
 
 pytestmark = pytest.mark.devices
 
@@ -131,7 +131,19 @@ class Speaker:
         raise AssertionError("nothing was played on the speaker")
 
     def position(self) -> int:
-        """Samples recorded so far."""
+        """Samples recorded so far: once what parec has written is read (a busy machine can keep this
+        process from reading it for a while), so that the position is now's, not a moment ago's."""
+        import array
+        import fcntl
+        import termios
+
+        assert self.proc.stdout is not None
+        waiting = array.array("i", [1])
+        deadline = time.monotonic() + 1.0
+        while waiting[0] and time.monotonic() < deadline:
+            fcntl.ioctl(self.proc.stdout.fileno(), termios.FIONREAD, waiting)
+            if waiting[0]:
+                time.sleep(0.001)
         return len(self._data) // 2
 
     def heard(self) -> np.ndarray:
@@ -257,18 +269,28 @@ def test_a_signal_during_a_spoken_reply_silences_the_speaker_at_once(
     request, espeak-ng): the speaker, recorded, is silent within 0.2 s of the signal, and the history
     keeps what was heard. Ctrl-C ends only the reply; SIGTERM and SIGHUP end the program. (Before, the
     voice's threads were joined without being stopped: the reply played on for seconds.)"""
-    transcript = tmp_path / "turns.jsonl"
-    env = {**pulse, "PULSE_SOURCE": "mic.monitor", "PULSE_SINK": "spk", "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen(
-        [sys.executable, str(ROOT / "chat.py"), *CHAT_ON_DEVICES, "--tts", "espeak", "--max-tokens", "400",
-         "--transcript", str(transcript), *STORY],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True,
-    )  # fmt: skip
-    assert proc.stdin is not None and proc.stderr is not None
+    transcript, out, err = tmp_path / "turns.jsonl", tmp_path / "out.txt", tmp_path / "err.txt"
+    # PYTHONFAULTHANDLER: should it hang, SIGABRT makes it print every thread's stack (into err.txt).
+    env = {**pulse, "PULSE_SOURCE": "mic.monitor", "PULSE_SINK": "spk", "PYTHONUNBUFFERED": "1",
+           "PYTHONFAULTHANDLER": "1"}  # fmt: skip
+    with out.open("w") as stdout, err.open("w") as stderr:
+        proc = subprocess.Popen(
+            [sys.executable, str(ROOT / "chat.py"), *CHAT_ON_DEVICES, "--tts", "espeak", "--max-tokens",
+             "400", "--transcript", str(transcript), *STORY],
+            stdin=subprocess.PIPE, stdout=stdout, stderr=stderr, env=env, text=True,
+        )  # fmt: skip
+    assert proc.stdin is not None
+
+    def stuck(what: str) -> str:
+        proc.send_signal(signal.SIGABRT)
+        proc.wait(10)
+        return f"{what}; its threads:\n{err.read_text()[-6000:]}"
+
     try:
-        for line in proc.stderr:  # the models are loaded
-            if line.startswith("Ready."):
-                break
+        deadline = time.monotonic() + 120
+        while "Ready." not in err.read_text():  # the models are loaded
+            assert time.monotonic() < deadline and proc.poll() is None, err.read_text()
+            time.sleep(0.1)
         speaker = Speaker(env, tmp_path / "speaker.raw")
         proc.stdin.write("Tell me a long story about a dragon.\n")
         proc.stdin.flush()
@@ -277,9 +299,16 @@ def test_a_signal_during_a_spoken_reply_silences_the_speaker_at_once(
         at_signal = speaker.position()
         proc.send_signal(sig)
         if code is None:
-            wait_for_turns(transcript, 1, timeout=10)  # the reply ends; the program goes on
+            deadline = time.monotonic() + 10  # the reply ends; the program goes on
+            while not (transcript.exists() and transcript.read_text().strip()):
+                assert time.monotonic() < deadline, stuck("the turn was not over 10 s after Ctrl-C")
+                time.sleep(0.05)
             proc.stdin.close()  # then Ctrl-D quits
-        assert proc.wait(20) == (code or 0), proc.stderr.read()
+        try:
+            returned = proc.wait(20)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(stuck(f"still running 20 s after {sig.name}")) from None
+        assert returned == (code or 0), err.read_text()
         samples = speaker.heard()
     finally:
         if proc.poll() is None:

@@ -493,3 +493,32 @@ def test_the_clock_starts_at_the_last_voiced_moment_not_at_the_endpoint():
     chunk = CHUNK / 16000
     assert speech_ends <= event.speech_end < speech_ends + chunk  # the chunk where the voice stopped
     assert event.endpoint is not None and 0.5 <= event.endpoint < 0.5 + 2 * chunk  # the pause it took
+
+
+def test_a_signal_stops_the_turn_at_once_while_the_main_thread_is_busy_in_c():
+    """Python runs a signal's handler in the main thread, between two steps of Python: while that thread
+    is inside C (the model writing a token, here a long matrix product), a reply would play on. The
+    signal watch stops the turn from its own thread the moment the signal arrives; the main thread's
+    KeyboardInterrupt comes when it is back."""
+    import signal
+
+    stopped_at: list[float] = []
+    watch = loops.SignalWatch(lambda: stopped_at.append(time.monotonic()) is None)
+    a = np.random.default_rng(0).standard_normal((3000, 3000))
+    sent: list[float] = []
+
+    def ctrl_c() -> None:
+        sent.append(time.monotonic())
+        os.kill(os.getpid(), signal.SIGINT)
+
+    try:
+        threading.Timer(0.2, ctrl_c).start()
+        with pytest.raises(KeyboardInterrupt):
+            for _ in range(20):  # the main thread in C, for a second or more at a time
+                a @ a
+        interrupted_at = time.monotonic()
+    finally:
+        watch.close()
+    assert stopped_at and stopped_at[0] - sent[0] < 0.1, (stopped_at, sent)
+    assert interrupted_at - sent[0] > stopped_at[0] - sent[0]  # the watch was first
+    assert not [t for t in threading.enumerate() if t.name == "signals"]
