@@ -7,8 +7,12 @@ the voice follows the turn's language. `--language` pins it.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import locale
 import logging
+import os
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
 
 from talkgpt4all.errors import MissingDependencyError
@@ -61,6 +65,45 @@ _ANSWER_IN = {
     "pt": "Por favor, responda em português.",
     "ru": "Пожалуйста, ответь по-русски.",
 }
+
+
+ANY = "any"  # --languages any: every language Whisper knows
+
+
+def locale_language(env: Mapping[str, str] | None = None) -> str | None:
+    """The language of the system's locale, as a Whisper code (zh_CN.UTF-8 and Chinese (Simplified)_China
+    are "zh"), or None when it names none (C, POSIX)."""
+    system = env is None
+    env = os.environ if env is None else env
+    # The first of these that is set is the locale messages are in (POSIX); Windows sets none of them.
+    name = next((env[key] for key in ("LC_ALL", "LC_MESSAGES", "LANG") if env.get(key)), "")
+    if not name and system:
+        with contextlib.suppress(ValueError):
+            name = locale.getlocale()[0] or ""  # Windows: "Chinese (Simplified)_China", or zh_CN
+    head = name.split(".")[0].split("_")[0].split("-")[0].split(" ")[0].strip().lower()
+    if head in WHISPER_LANGUAGES:
+        return head
+    return next((code for code, language in WHISPER_LANGUAGES.items() if language == head), None)
+
+
+def default_languages(env: Mapping[str, str] | None = None) -> str:
+    """--languages by default: English, and the locale's language beside it."""
+    here = locale_language(env)
+    return "en" if here in (None, "en") else f"en,{here}"
+
+
+def allowed_languages(languages: str | None) -> tuple[str, ...] | None:
+    """The codes of --languages; None: any language."""
+    if languages is None or languages == ANY:
+        return None
+    return tuple(code for code in languages.split(",") if code)
+
+
+def most_probable(probabilities: Iterable[tuple[str, float]], allowed: tuple[str, ...] | None) -> str | None:
+    """Of Whisper's (code, probability) pairs, the most probable language among the allowed ones (all,
+    for None); None if Whisper gave none of them."""
+    ranked = sorted(probabilities, key=lambda pair: pair[1], reverse=True)
+    return next((code for code, _ in ranked if allowed is None or code in allowed), None)
 
 
 def script_language(text: str) -> str | None:

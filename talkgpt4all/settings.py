@@ -24,7 +24,7 @@ from urllib.parse import urlparse
 from talkgpt4all.audio.vad import VadOptions
 from talkgpt4all.config import DEFAULT_SYSTEM_PROMPT, DEFAULT_WHISPER, PLATFORMS, Platform, detect_platform
 from talkgpt4all.errors import UsageError
-from talkgpt4all.language import WHISPER_LANGUAGES
+from talkgpt4all.language import ANY, WHISPER_LANGUAGES, allowed_languages, default_languages
 from talkgpt4all.llm import GenerationOptions
 
 MIN_CONTEXT = 128  # tokens: below this no system prompt and reply fit
@@ -115,6 +115,25 @@ def language_code(text: str) -> str:
     raise ValueError(f"{text!r} is not a language Whisper knows{hint}: use a code such as en, zh or de")
 
 
+def language_codes(text: str) -> str:
+    """--languages: codes separated by commas (en,zh), or any."""
+    if text.strip().lower() == ANY:
+        return ANY
+    codes: list[str] = []
+    for item in text.replace(" ", ",").split(","):
+        if not item:
+            continue
+        try:
+            code = language_code(item)
+        except ValueError as exc:
+            raise ValueError(str(exc).replace("--language ", "")) from None
+        if code not in codes:
+            codes.append(code)
+    if not codes:
+        raise ValueError(f"{text!r} names no language: give codes such as en,zh, or any")
+    return ",".join(codes)
+
+
 def _engines(stage: str) -> Callable[[str], str]:
     """A check of an engine's name against the stage's registry (its error lists the valid names)."""
 
@@ -182,12 +201,25 @@ class SpeechToText:
         "typed line's script; the reply follows it)",
         check=language_code,
     )
+    languages: str = setting(
+        default_languages(),
+        "--languages",
+        "the languages you speak, e.g. en,zh: each spoken turn is heard as the likeliest of them, never as "
+        "another; any: every language Whisper knows (default: English and the system locale's: {default})",
+        check=language_codes,
+        metavar="CODES",
+    )
     zh_script: str = setting(
         "simplified",
         "--zh-script",
         "the characters Chinese is written in, heard and asked for (default: {default})",
         choices=("simplified", "traditional"),
     )
+
+    @property
+    def heard_languages(self) -> tuple[str, ...] | None:
+        """What speech to text may hear a turn as: --language alone, else --languages (None: any)."""
+        return (self.language,) if self.language else allowed_languages(self.languages)
 
 
 @dataclass(frozen=True)

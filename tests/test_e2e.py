@@ -178,6 +178,14 @@ def test_openai_whisper_engine_loads_a_checkpoint_and_transcribes(tmp_path: Path
     result = transcriber.transcribe(audio, language="en")
     # Random weights say random things; the loading and decoding path is what is proven here.
     assert isinstance(result, Transcript) and isinstance(result.text, str) and result.language == "en"
+    # Detection among the user's languages only: two that random weights did not pick among all.
+    anything = make_transcriber(SpeechToText(engine="openai-whisper", model=str(checkpoint), languages="any"))
+    guessed = anything.transcribe(audio).language
+    mine = tuple(code for code in ("fr", "ja", "de") if code != guessed)[:2]
+    limited = make_transcriber(
+        SpeechToText(engine="openai-whisper", model=str(checkpoint), languages=",".join(mine))
+    )
+    assert limited.transcribe(audio).language in mine
 
     # And through the command line, as a user would choose it.
     run = run_chat(

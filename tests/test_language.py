@@ -155,3 +155,68 @@ def test_typed_english_then_chinese_with_real_models(tmp_path: Path, ears: Ears)
     english = turns[0]["reply"]
     heard = ears.hear(load_audio(audio / "reply-001.wav"))
     assert wer(english, heard) <= 0.35, (english, heard)
+
+
+@pytest.mark.parametrize(
+    ("env", "languages"),
+    [
+        ({"LANG": "zh_CN.UTF-8"}, "en,zh"),
+        ({"LANG": "en_GB.UTF-8"}, "en"),
+        ({"LANG": "C.UTF-8"}, "en"),
+        ({"LC_ALL": "C", "LANG": "zh_CN.UTF-8"}, "en"),  # LC_ALL wins, and C names no language
+        ({"LC_MESSAGES": "de_DE.UTF-8", "LANG": "en_US.UTF-8"}, "en,de"),
+        ({"LANG": "Chinese (Simplified)_China.936"}, "en,zh"),  # Windows' names
+    ],
+)
+def test_the_languages_heard_by_default_are_english_and_the_locale_s(env: dict[str, str], languages: str):
+    from talkgpt4all.language import default_languages
+
+    assert default_languages(env) == languages
+
+
+def test_languages_on_the_command_line_and_in_the_config_file(tmp_path: Path):
+    from talkgpt4all.language import allowed_languages
+    from talkgpt4all.settings import SpeechToText
+
+    run = run_chat("--languages", "EN, zh", "--print-config")
+    assert run.returncode == 0 and 'languages = "en,zh"  # the command line' in run.stdout, run.stdout
+    run = run_chat("--languages", "en,klingon", "--print-config")
+    assert run.returncode == 2 and len(run.stderr_lines) == 1, run.stderr
+    assert "'klingon' is not a language Whisper knows" in run.stderr, run.stderr
+    run = run_chat("--languages", "en,chinese", "--print-config")
+    assert run.returncode == 2 and "use its code, zh" in run.stderr, run.stderr
+    config = tmp_path / "talk.toml"
+    config.write_text('languages = "any"\n')
+    run = run_chat("--config", str(config), "--print-config", env={"LANG": "zh_CN.UTF-8"})
+    assert 'languages = "any"  # the config file' in run.stdout, run.stdout
+    run = run_chat("--print-config", env={"LANG": "zh_CN.UTF-8", "LC_ALL": ""})
+    assert 'languages = "en,zh"  # default' in run.stdout, run.stdout
+    # --language pins one; any is no limit.
+    assert SpeechToText(language="zh", languages="en").heard_languages == ("zh",)
+    assert allowed_languages("any") is None
+
+
+def test_a_spoken_turn_is_heard_in_the_user_s_language_through_the_program(tmp_path: Path):
+    """espeak-ng's British "How many days are there in a week?" is Thai to Whisper base among all
+    languages; by default (English, and the locale's) the turn is English, and answered as one."""
+    import subprocess
+
+    question = tmp_path / "q.wav"
+    text = "How many days are there in a week?"
+    subprocess.run(["espeak-ng", "-v", "en-gb", "-w", str(question), text], check=True)
+    log = tmp_path / "t.jsonl"
+    for languages, heard_as in (("en,zh", "en"), ("any", "th")):
+        log.unlink(missing_ok=True)
+        run = run_chat(
+            "--input", str(question), "--languages", languages, "--no-play", "--transcript", str(log),
+            "--max-tokens", "8", "--tts", "none",
+        )  # fmt: skip
+        assert run.returncode == 0, run.stderr
+        [turn] = [json.loads(line) for line in log.read_text().splitlines()]
+        assert turn["language"] == heard_as, turn
+    run = run_chat(
+        "--input", str(question), "--no-play", "--transcript", str(log), "--max-tokens", "8", "--tts", "none",
+        env={"LANG": "en_US.UTF-8", "LC_ALL": ""},
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert json.loads(log.read_text().splitlines()[-1])["language"] == "en"

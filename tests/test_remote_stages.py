@@ -19,8 +19,9 @@ from conftest import Ears, run_chat, speak_to_file, wer
 
 
 class Stages(http.server.ThreadingHTTPServer):
-    mode: str  # "ok", "500" or "garbage"
+    mode: str  # "ok", "500", "garbage", or "thai" (a server that hears Thai unless told the language)
     requests: list[str]
+    languages: list[str | None]  # the language field of each transcription request
     hear: object
     voice: object
 
@@ -56,7 +57,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             samples, _ = sf.read(io.BytesIO(parts["file"].get_payload(decode=True)), dtype="float32")
             segments, _ = self.server.hear.transcribe(samples, language="en")  # type: ignore[attr-defined]
             text = " ".join(s.text.strip() for s in segments)
-            self._send(200, json.dumps({"text": text, "language": "english"}).encode(), "application/json")
+            given = parts["language"].get_payload() if "language" in parts else None
+            self.server.languages.append(given)
+            heard = given or ("thai" if self.server.mode == "thai" else "english")
+            self._send(200, json.dumps({"text": text, "language": heard}).encode(), "application/json")
         elif self.path == "/v1/audio/speech":
             said = json.loads(body)["input"]
             chunks = list(self.server.voice.synthesize(said))  # type: ignore[attr-defined]
@@ -85,7 +89,7 @@ def stages() -> Iterator[Stages]:
     from talkgpt4all.tts.piper import starter_voice
 
     server = Stages(("127.0.0.1", 0), _Handler)
-    server.mode, server.requests = "ok", []
+    server.mode, server.requests, server.languages = "ok", [], []
     server.hear = WhisperModel(str(starter_whisper("tiny.en")), device="cpu", compute_type="int8")
     voice = starter_voice()
     assert voice is not None
@@ -140,3 +144,30 @@ def test_a_server_that_fails_is_one_line(stages: Stages, tmp_path: Path, stage: 
     what = "speech-to-text server" if stage == "stt" else "speech server"
     garbage = "no transcript" if stage == "stt" else "something that is not audio"
     assert says.format(what=what, stage=stage, garbage=garbage) in run.stderr_lines[0], run.stderr
+
+
+def test_a_turn_the_server_hears_in_a_language_not_the_user_s_is_asked_again_in_theirs(
+    stages: Stages, tmp_path: Path
+):
+    """A server gives no language probabilities: a turn it hears outside --languages is transcribed
+    again, told the first of them. Outside them nothing comes back; with any, the server's word stands."""
+    from talkgpt4all.audio import load_audio
+    from talkgpt4all.stt.remote import RemoteTranscriber
+
+    audio = load_audio(speak_to_file("How many days are there in a week?", tmp_path / "q.wav"))
+    stages.mode = "thai"
+    try:
+        stages.languages.clear()
+        heard = RemoteTranscriber(url(stages), languages=("en", "zh")).transcribe(audio)
+        assert heard.language == "en" and wer("How many days are there in a week?", heard.text) <= 0.2
+        assert stages.languages == [None, "en"]  # detected by the server, then told
+
+        stages.languages.clear()
+        assert RemoteTranscriber(url(stages), languages=("zh",)).transcribe(audio).language == "zh"
+        assert stages.languages == ["zh"]  # one language: told at once
+
+        stages.languages.clear()
+        assert RemoteTranscriber(url(stages), languages=None).transcribe(audio).language == "th"
+        assert stages.languages == [None]
+    finally:
+        stages.mode = "ok"

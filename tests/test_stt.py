@@ -105,3 +105,23 @@ def test_an_utterance_longer_than_one_window_goes_through_the_long_form_path(bas
     assert len(spy.frames) >= 2 and all(frames == 3000 for frames in spy.frames)  # 30 s windows
     # The end of the last window is heard too.
     assert heard.text.lower().count("mother nature") >= 2, heard.text
+
+
+def test_a_turn_is_heard_only_in_the_user_s_languages(base, tmp_path):
+    """espeak-ng's British voice asking "How many days are there in a week?": Whisper base's likeliest
+    language is Thai. Among the user's languages (--languages en,zh), it is English, and the words come
+    out right."""
+    import copy
+    import subprocess
+
+    question = "How many days are there in a week?"
+    path = tmp_path / "q.wav"
+    subprocess.run(["espeak-ng", "-v", "en-gb", "-w", str(path), question], check=True)
+    audio = load_audio(path)
+    assert base.transcribe(audio).language == "th"  # what any language gives: the case is real
+    ours = copy.copy(base)  # the same loaded model, told the user's languages
+    ours.languages = ("en", "zh")
+    heard = ours.transcribe(audio)
+    assert heard.language == "en" and wer(question, heard.text) <= 0.15, heard
+    [(_, mandarin, _, _)] = [c for c in real_clips("zh") if c[0] == "f5-basic_ref_zh.wav"]
+    assert ours.transcribe(load_audio(mandarin)).language == "zh"  # Chinese is still heard as Chinese

@@ -22,20 +22,21 @@ class Transcript:
 
 class Transcriber(Protocol):
     def transcribe(self, audio: np.ndarray, language: str | None = None) -> Transcript:
-        """Transcribe 16 kHz mono float32 speech; language None means detect it."""
+        """Transcribe 16 kHz mono float32 speech; language None means detect it (among the languages
+        the engine was given, if any)."""
 
 
 def _faster_whisper(settings: SpeechToText, threads: int | None) -> Transcriber:
     from talkgpt4all.stt.faster_whisper import FasterWhisperTranscriber
 
-    return FasterWhisperTranscriber(settings.model, threads)
+    return FasterWhisperTranscriber(settings.model, threads, languages=settings.heard_languages)
 
 
 def _openai_whisper(settings: SpeechToText, threads: int | None) -> Transcriber:
     from talkgpt4all.config import DEFAULT_WHISPER
     from talkgpt4all.stt.openai_whisper import OpenAIWhisperTranscriber
 
-    return OpenAIWhisperTranscriber(settings.model or DEFAULT_WHISPER, threads)
+    return OpenAIWhisperTranscriber(settings.model or DEFAULT_WHISPER, threads, settings.heard_languages)
 
 
 def _server(settings: SpeechToText, threads: int | None) -> Transcriber:
@@ -44,7 +45,7 @@ def _server(settings: SpeechToText, threads: int | None) -> Transcriber:
 
     if not settings.url:
         raise UsageError("--stt openai needs --stt-url, e.g. http://127.0.0.1:8000/v1 (speaches)")
-    return RemoteTranscriber(settings.url, settings.model, settings.api_key)
+    return RemoteTranscriber(settings.url, settings.model, settings.api_key, settings.heard_languages)
 
 
 ENGINES: dict[str, Callable[[SpeechToText, int | None], Transcriber]] = {

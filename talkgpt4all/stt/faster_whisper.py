@@ -17,6 +17,7 @@ import numpy as np
 
 from talkgpt4all.config import DEFAULT_WHISPER
 from talkgpt4all.errors import ModelError
+from talkgpt4all.language import most_probable
 from talkgpt4all.models import resolve_whisper
 from talkgpt4all.stt import Transcript
 
@@ -46,7 +47,16 @@ FITTED = EncoderWindow()
 
 
 class FasterWhisperTranscriber:
-    def __init__(self, model: str | None, threads: int | None = None, window: EncoderWindow = FITTED) -> None:
+    """languages: what a turn may be heard as (None: any language); Whisper's likeliest of them is
+    taken, so a turn is never written in a script the user does not read."""
+
+    def __init__(
+        self,
+        model: str | None,
+        threads: int | None = None,
+        window: EncoderWindow = FITTED,
+        languages: tuple[str, ...] | None = None,
+    ) -> None:
         from faster_whisper import WhisperModel
 
         # Only the default may fall back to a starter model; a model the user named is used or fails.
@@ -60,13 +70,17 @@ class FasterWhisperTranscriber:
                 f"cannot load the Whisper model at {path} ({exc}): pass another --whisper-model"
             ) from exc
         self.window = window
-        log.info("speech to text: faster-whisper %s", path)
+        self.languages = languages
+        hearing = ",".join(languages or ["any language"])
+        log.info("speech to text: faster-whisper %s, hearing %s", path, hearing)
 
     def transcribe(self, audio: np.ndarray, language: str | None = None) -> Transcript:
         multilingual = self.model.model.is_multilingual
         if not multilingual and language not in (None, "en"):
             log.warning("this Whisper model knows only English; ignoring --language %s", language)
             language = "en"
+        if language is None and self.languages is not None and len(self.languages) == 1:
+            language = self.languages[0]  # one language: nothing to detect
         features = self.model.feature_extractor(audio)
         frames = features.shape[-1] - 1  # the last frame is the feature extractor's own padding
         if frames > ONE_WINDOW:
@@ -82,8 +96,8 @@ class FasterWhisperTranscriber:
         window[:, :frames] = features[:, :frames]
         encoded = model.encode(window)
         if language is None:
-            token, _probability = model.model.detect_language(encoded)[0][0]
-            language = token[2:-2]  # "<|zh|>" -> "zh"
+            ranked = model.model.detect_language(encoded)[0]  # ("<|zh|>", probability), likeliest first
+            language = most_probable(((token[2:-2], p) for token, p in ranked), self.languages) or "en"
         tokenizer = Tokenizer(model.hf_tokenizer, model.model.is_multilingual, "transcribe", language)
         # faster-whisper's own defaults, as transcribe() would set them, with ours (greedy, no timestamps,
         # no conditioning: a turn is one short window).
@@ -120,6 +134,9 @@ class FasterWhisperTranscriber:
         return Transcript(text=text, language=language)
 
     def _long_form(self, audio: np.ndarray, language: str | None) -> Transcript:
+        if language is None and self.languages is not None:
+            _, _, ranked = self.model.detect_language(audio)  # over the first 30 s, as transcribe() would
+            language = most_probable(ranked, self.languages) or "en"
         segments, info = self.model.transcribe(
             audio,
             language=language,

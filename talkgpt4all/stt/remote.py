@@ -8,6 +8,7 @@ import logging
 import numpy as np
 
 from talkgpt4all.audio import SAMPLE_RATE
+from talkgpt4all.language import WHISPER_LANGUAGES
 from talkgpt4all.server import Server
 from talkgpt4all.stt import Transcript
 
@@ -18,10 +19,7 @@ DEFAULT_MODEL = (
     "whisper-1"  # OpenAI's name; speaches and vLLM take their own (e.g. Systran/faster-whisper-base)
 )
 # verbose_json names the language in English on some servers (OpenAI: "chinese"): Whisper's codes.
-_NAMES = {
-    "english": "en", "chinese": "zh", "mandarin": "zh", "japanese": "ja", "korean": "ko", "french": "fr",
-    "german": "de", "spanish": "es", "italian": "it", "portuguese": "pt", "russian": "ru", "cantonese": "yue",
-}  # fmt: skip
+_NAMES = {name: code for code, name in WHISPER_LANGUAGES.items()} | {"mandarin": "zh"}
 
 
 def language_code(name: object) -> str | None:
@@ -32,7 +30,16 @@ def language_code(name: object) -> str | None:
 
 
 class RemoteTranscriber:
-    def __init__(self, url: str, model: str | None = None, api_key: str | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        model: str | None = None,
+        api_key: str | None = None,
+        languages: tuple[str, ...] | None = None,
+    ) -> None:
+        """languages: what a turn may be heard as (None: any). The server detects the language and gives
+        no probabilities: a turn it hears in another language is asked again in the first of these."""
+        self.languages = languages
         self.server = Server(
             url,
             api_key,
@@ -46,6 +53,18 @@ class RemoteTranscriber:
         log.info("speech to text: %s at %s", self.model, self.server.url)
 
     def transcribe(self, audio: np.ndarray, language: str | None = None) -> Transcript:
+        allowed = self.languages
+        if language is None and allowed is not None and len(allowed) == 1:
+            language = allowed[0]
+        heard = self._transcribe(audio, language)
+        if allowed is not None and heard.language not in allowed:
+            log.debug(
+                "the server heard %s, not one of %s: asked again in %s", heard.language, allowed, allowed[0]
+            )
+            heard = self._transcribe(audio, allowed[0])
+        return heard
+
+    def _transcribe(self, audio: np.ndarray, language: str | None) -> Transcript:
         import soundfile as sf
 
         wav = io.BytesIO()
