@@ -539,7 +539,7 @@ def test_in_a_terminal_a_hostile_reply_leaves_the_window_title_alone():
         while time.monotonic() < deadline and "end." not in screen:
             time.sleep(0.2)
             screen = subprocess.run(
-                ["tmux", "capture-pane", "-p", "-t", name], capture_output=True, text=True
+                ["tmux", "capture-pane", "-p", "-J", "-t", name], capture_output=True, text=True
             ).stdout
         title = subprocess.run(
             ["tmux", "display-message", "-p", "-t", name, "#{pane_title}"], capture_output=True, text=True

@@ -61,8 +61,10 @@ class Tmux:
         )
 
     def screen(self) -> str:
+        """The screen as the user reads it: a long line wraps anywhere, even inside "[interrupted]", so
+        wrapped lines are joined (-J)."""
         return subprocess.run(
-            ["tmux", "capture-pane", "-p", "-t", self.name, "-S", "-200"],
+            ["tmux", "capture-pane", "-p", "-J", "-t", self.name, "-S", "-200"],
             env=self.env,
             capture_output=True,
             text=True,
