@@ -268,6 +268,7 @@ class Listener:
         turn: Callable[[np.ndarray], float] | None = None,  # the turn model, if any
         on_pause: Callable[[np.ndarray], None] | None = None,  # a pause began: the utterance so far
         on_resume: Callable[[], None] | None = None,  # and speech went on after it
+        words: Callable[[], str | None] | None = None,  # the pause's transcript, once there is one
         far: FarEnd | None = None,  # with echo cancellation: what the speakers play
         notify: Callable[[str], None] = lambda text: None,  # a one-line notice (the microphone came or went)
     ) -> None:
@@ -284,6 +285,7 @@ class Listener:
             turn=turn,
             on_pause=on_pause,
             on_resume=on_resume,
+            words=words,
         )
         self._thread = threading.Thread(target=self._listen, name="listener", daemon=True)
 
@@ -582,6 +584,7 @@ def hands_free(
         turn=turn,
         on_pause=session.speculate if speculate else None,
         on_resume=session.cancel_speculation if speculate else None,
+        words=session.heard_so_far if speculate else None,
         far=far,
         notify=line.note,
     )

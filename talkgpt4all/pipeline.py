@@ -282,6 +282,12 @@ class Session:
         if self.engines.transcriber is not None:
             self.speculator.start(audio)
 
+    def heard_so_far(self) -> str | None:
+        """The words of the pause under way, once transcribed ahead (None until then): the listener
+        weighs them in the end of the turn (endpoint.py)."""
+        heard = self.speculator.heard()
+        return None if heard is None else heard.text
+
     def cancel_speculation(self) -> None:
         """The user spoke on after the pause."""
         self.speculator.cancel()

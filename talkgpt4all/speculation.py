@@ -168,6 +168,15 @@ class Speculator:
         if self._latest is not None:
             self._latest.cancelled.set()
 
+    def heard(self) -> Transcript | None:
+        """The transcript of the pause under way, once the worker has it: None before, for stale work,
+        and while a turn holds the engines (the work then is the turn's, not this pause's)."""
+        with self._lock:
+            spec = None if self._busy or self._pending is not None else self._latest
+        if spec is None or spec.cancelled.is_set():
+            return None
+        return spec.heard
+
     def claim(self, audio: np.ndarray | None) -> Speculation | None:
         """A turn starts, for this utterance (None: a typed turn): the engines are its own until
         release(). Returns the finished work for this very utterance, if there is some."""

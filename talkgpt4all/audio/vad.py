@@ -35,6 +35,11 @@ class VadOptions:
     # but asked after 600 ms it also takes a real speaker's cut sentence for finished (0.63).
     turn_checks_ms: tuple[int, ...] = (200, 400)
     unfinished_ms: int = 1500
+    # With the pause's transcript (hands-free speculation), the first check waits for it, and the words
+    # count both ways (endpoint.py): words that cannot end a sentence wait up to unfinished_ms whatever
+    # the audio says; words that read as a whole sentence end the turn after finished_ms even when the
+    # audio model is unsure.
+    finished_ms: int = 600
     complete_probability: float = 0.5
     # A pause this long is when a turn may be over: the listener starts on it speculatively (speech to
     # text, the model's prefill), and drops that work if the user speaks on.
@@ -110,6 +115,11 @@ class Segmenter:
     The end comes after a pause of silence_ms, or, with a turn model (the probability that a turn is
     complete, from its audio), at the first of turn_checks_ms where the turn sounds finished, and after
     unfinished_ms if it never does.
+
+    words() is the transcript of the pause so far, once there is one (None until then): with a turn
+    model, the first check is made when it comes (from the first of turn_checks_ms on), and the last of
+    them in any case. Words that cannot end a sentence hold the turn open up to unfinished_ms; words that
+    read as a finished sentence end it at finished_ms even if the audio model never says so.
     """
 
     def __init__(
@@ -120,8 +130,10 @@ class Segmenter:
         turn: Callable[[np.ndarray], float] | None = None,
         on_pause: Callable[[np.ndarray], None] | None = None,
         on_resume: Callable[[], None] | None = None,
+        words: Callable[[], str | None] | None = None,
     ) -> None:
         self.options = options or VadOptions()
+        self.words = words
         self.vad = vad or SileroVad()
         self.on_start = on_start
         self.turn = turn
@@ -152,6 +164,7 @@ class Segmenter:
         self._candidate: list[np.ndarray] = []
         self._speech: list[np.ndarray] | None = None
         self._silent = 0
+        self._pause = _Pause()
         if isinstance(self.vad, SileroVad):
             self.vad.reset()
 
@@ -192,6 +205,8 @@ class Segmenter:
         # Hysteresis: once speaking, only a clearly lower probability counts as a pause.
         paused = self._silent
         self._silent = self._silent + 1 if probability < o.threshold - PAUSE_MARGIN else 0
+        if self._silent == 0:
+            self._pause = _Pause()
         if self._silent == o.chunks(o.speculate_ms) and self.on_pause:
             self._announced = True
             self.on_pause(np.concatenate(self._speech[: self._kept()]))
@@ -245,8 +260,32 @@ class Segmenter:
         o = self.options
         if self.turn is None:
             return self._silent >= o.chunks(o.silence_ms)
-        if any(self._silent == o.chunks(ms) for ms in o.turn_checks_ms):
+        checks = [o.chunks(ms) for ms in o.turn_checks_ms]
+        pause, silent = self._pause, self._silent
+        check = silent in checks if self.words is None else silent == max(checks)
+        if self.words is not None and pause.words is None and silent >= min(checks):
+            pause.words = self.words()
+            if pause.words is not None:
+                from talkgpt4all.endpoint import finished, unfinished
+
+                pause.held, pause.finished = unfinished(pause.words), finished(pause.words)
+                check = True
+                log.debug(
+                    "words of the pause after %d ms: %r", silent * CHUNK * 1000 // SAMPLE_RATE, pause.words
+                )
+        if check and not pause.held:
             assert self._speech is not None
             if self.turn(np.concatenate(self._speech)) >= o.complete_probability:
                 return True
-        return self._silent >= o.chunks(o.unfinished_ms)
+        if pause.finished and silent >= o.chunks(o.finished_ms):
+            return True
+        return silent >= o.chunks(o.unfinished_ms)
+
+
+@dataclass
+class _Pause:
+    """What is known of the pause under way: its words, once transcribed, and what they say."""
+
+    words: str | None = None
+    held: bool = False  # they cannot end a sentence: only unfinished_ms ends the turn
+    finished: bool = False  # they read as a whole sentence: finished_ms ends it
