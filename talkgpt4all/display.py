@@ -17,6 +17,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("talkgpt4all")
 
 
+WENT_ON = "(you went on: heard as one turn with what follows)"
+
+
 class TerminalDisplay(Display):
     """The conversation on stdout: what the user said, then the reply as it is written.
 
@@ -96,6 +99,19 @@ class TerminalDisplay(Display):
                 self.err.print(f"error: {result.error}")
             elif self.show_timings and not result.interrupted:
                 self.err.print(format_timings(result), style="dim")
+
+        self._safely(show)
+        self._started = self._ended_line = False
+
+    def turn_taken_back(self, result: TurnResult) -> None:
+        """The user went on: what was shown of the turn is marked as not an answer."""
+
+        def show() -> None:
+            if self._started and not self._ended_line:
+                self.out.print(" …", end="")
+                self.out.print()
+            self.out.print(WENT_ON, style="dim")
+            self.out.file.flush()
 
         self._safely(show)
         self._started = self._ended_line = False

@@ -20,13 +20,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Protocol
 
+import numpy as np
+
 from talkgpt4all.audio import SAMPLE_RATE, HearsOverEcho, Watchable
 from talkgpt4all.errors import DeviceError, ExitCode, one_line
 from talkgpt4all.status import METER_FLOOR_DB, StatusLine, level_db
 
 if TYPE_CHECKING:
-    import numpy as np
-
     from talkgpt4all.audio import Recorder
     from talkgpt4all.audio.echo import FarEnd
     from talkgpt4all.audio.vad import VadOptions
@@ -269,6 +269,7 @@ class Listener:
         on_pause: Callable[[np.ndarray], None] | None = None,  # a pause began: the utterance so far
         on_resume: Callable[[], None] | None = None,  # and speech went on after it
         words: Callable[[], str | None] | None = None,  # the pause's transcript, once there is one
+        sounded: Callable[[], bool] = lambda: True,  # the reply under way has made a sound
         far: FarEnd | None = None,  # with echo cancellation: what the speakers play
         notify: Callable[[str], None] = lambda text: None,  # a one-line notice (the microphone came or went)
     ) -> None:
@@ -278,12 +279,16 @@ class Listener:
         self.far, self.notify = far, notify
         self.level = METER_FLOOR_DB  # of the last piece heard, in dBFS: the status line's meter
         self.replying = threading.Event()
+        self.sounded = sounded
         self._stopping = threading.Event()
+        self._on_pause = on_pause
+        self._last: np.ndarray | None = None  # the last utterance put in the inbox
+        self._carried: np.ndarray | None = None  # it was taken back: the next utterance begins with it
         self._segmenter = Segmenter(
             options,
             on_start=lambda: on_start(self.replying.is_set()),
             turn=turn,
-            on_pause=on_pause,
+            on_pause=self._paused if on_pause else None,
             on_resume=on_resume,
             words=words,
         )
@@ -292,6 +297,18 @@ class Listener:
     def start(self) -> None:
         self.mic.start()
         self._thread.start()
+
+    def carry_over(self) -> None:
+        """The turn made of the last utterance was taken back (the user spoke on before its reply made
+        a sound): the utterance under way goes on from it, as one (from on_start, on this thread)."""
+        self._carried = self._last
+
+    def _carrying(self, audio: np.ndarray) -> np.ndarray:
+        return audio if self._carried is None else np.concatenate([self._carried, audio])
+
+    def _paused(self, audio: np.ndarray) -> None:
+        assert self._on_pause is not None
+        self._on_pause(self._carrying(audio))
 
     def _listen(self) -> None:
         segmenter = self._segmenter
@@ -312,6 +329,7 @@ class Listener:
                         gone = why
                         self.notify(f"The microphone is gone ({why}): waiting for it to come back…")
                         segmenter.reset()
+                        self._carried = None
                     self._reopen()
                     last_sound = time.monotonic()
                     continue
@@ -323,13 +341,15 @@ class Listener:
                 last_sound = time.monotonic()
                 self.level = level_db(chunk)
                 recorded.append(self.mic.captured_at)
-                if self.replying.is_set() and not self.barge_in:
+                if self.replying.is_set() and not self.barge_in and self.sounded():
                     segmenter.reset()
                     continue
                 utterance = segmenter.feed(chunk, **self._echo_state())
                 if utterance is not None:
                     decided = self.clock()
                     ended = recorded[-1 - min(segmenter.trailing_chunks, len(recorded) - 1)]
+                    utterance, self._carried = self._carrying(utterance), None
+                    self._last = utterance
                     self.inbox.put(Utterance(utterance, ended, endpoint=decided - ended))
         except BaseException as exc:
             self.inbox.put(Failure(exc))
@@ -568,10 +588,15 @@ def hands_free(
     line.barge_in = barge_in
 
     def speech_started(replying: bool) -> None:
-        if replying:
+        if replying and session.take_back():
+            # The pause was not the end: the reply had not made a sound, and what was said goes on.
+            listener.carry_over()
+        elif replying:
+            if not barge_in:  # heard before the reply sounded, too late to take the turn back
+                return
             # With -v: when (on time.perf_counter()'s clock, the system's monotonic one), for bench/echo.py
             log.info("talked over: the reply stops (at %.3f)", time.perf_counter())
-            session.stop()  # barge-in: only reached with barge_in
+            session.stop()
             return
         line.show("hearing", level=lambda: listener.level)
 
@@ -585,6 +610,7 @@ def hands_free(
         on_pause=session.speculate if speculate else None,
         on_resume=session.cancel_speculation if speculate else None,
         words=session.heard_so_far if speculate else None,
+        sounded=session.reply_sounded,
         far=far,
         notify=line.note,
     )

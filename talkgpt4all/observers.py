@@ -35,6 +35,10 @@ class TurnObserver:
     def turn_ended(self, result: TurnResult) -> None:
         """The turn is over: answered, cut off or failed (result.error)."""
 
+    def turn_taken_back(self, result: TurnResult) -> None:
+        """The user spoke on before the reply made a sound: the turn never happened, and what they said
+        begins the next one."""
+
 
 class Observers(TurnObserver):
     """Many observers as one: each event goes to each, in order."""
@@ -66,6 +70,10 @@ class Observers(TurnObserver):
         for observer in self.observers:
             observer.turn_ended(result)
 
+    def turn_taken_back(self, result: TurnResult) -> None:
+        for observer in self.observers:
+            observer.turn_taken_back(result)
+
 
 class Stopwatch(TurnObserver):
     """The turn's timings, in seconds from the true end of the user's speech (result.speech_end)."""
@@ -95,4 +103,7 @@ class Stopwatch(TurnObserver):
     def turn_ended(self, result: TurnResult) -> None:
         if self._result is result and result.error is None:
             result.timings.total = self._since()
+        self._result = None
+
+    def turn_taken_back(self, result: TurnResult) -> None:
         self._result = None

@@ -22,6 +22,11 @@ except that any thread may cut it off (Turn.interrupt()).
     the voice, whose synthesis and playback threads speak it meanwhile.
 ``speaking``
     The reply is written; the voice plays on. The main thread waits for its last sound.
+``taken back``
+    Hands-free, the user spoke on before the reply made a sound (the pause was not the end after all):
+    the listener thread takes the turn back. It is cut off as below, and never happened: nothing of it
+    is kept, and its audio begins the next utterance, so that the two parts are one turn. Once the first
+    sound has played (Turn.first_sound(), on the playback thread), a turn can no longer be taken back.
 ``done``, ``cut off``, ``failed``
     The final states. Heard to the end; or cut off: Enter or a typed line (the keyboard thread), speech
     over the reply (the listener thread), Ctrl-C, SIGTERM or SIGHUP (the signal watch's thread, the
@@ -129,17 +134,21 @@ class TurnState(Enum):
     DONE = "done"
     CUT_OFF = "cut off"
     FAILED = "failed"
+    TAKEN_BACK = "taken back"
 
 
-FINAL = frozenset({TurnState.DONE, TurnState.CUT_OFF, TurnState.FAILED})
+FINAL = frozenset({TurnState.DONE, TurnState.CUT_OFF, TurnState.FAILED, TurnState.TAKEN_BACK})
 
 
 class Turn:
     """One turn's handle: its state, and the one way to cut it off (see the module's docstring)."""
 
-    def __init__(self) -> None:
+    def __init__(self, spoken: bool = False) -> None:
         self.state = TurnState.HEARD
+        self.spoken = spoken  # heard, not typed: the user may go on with it
         self.cut = threading.Event()  # cut off: by the user, or a signal
+        self.taken_back = False  # the user spoke on before it sounded: it never happened
+        self.sounded = False  # its reply's first sound has played
         self._voice: Voice | None = None
         self._lock = threading.Lock()
 
@@ -155,6 +164,29 @@ class Turn:
             cut = self.cut.is_set()
         if cut and voice is not None:
             voice.stop()
+
+    def first_sound(self) -> bool:
+        """The playback thread is about to play the reply's first sound: whether it may. A turn cut off
+        (or taken back) never sounds; one that has sounded can no longer be taken back."""
+        with self._lock:
+            if self.cut.is_set():
+                return False
+            self.sounded = True
+            return True
+
+    def take_back(self) -> bool:
+        """The user went on speaking before the reply made a sound (from the listener's thread): the turn
+        is cut off, and will be forgotten. False when it has sounded, is over, or was typed."""
+        with self._lock:
+            if self.state in FINAL or self.sounded or not self.spoken:
+                return False
+            self.cut.set()
+            self.taken_back = True
+            voice = self._voice
+        if voice is not None:
+            voice.stop()
+        log.info("the user went on: the turn is taken back (at %.3f)", time.perf_counter())
+        return True
 
     def interrupt(self) -> bool:
         """Cut the turn off now, from any thread: it stops at its next step, and its voice at once.
@@ -239,7 +271,7 @@ class Session:
         transcriber = self.engines.transcriber
         if transcriber is None:
             raise RuntimeError("this session has no transcriber")
-        turn = self._open()
+        turn = self._open(spoken=True)
         try:
             ahead = self.speculator.claim(audio)
             if is_silent(audio):
@@ -259,7 +291,8 @@ class Session:
             if not has_words(heard.text):
                 self.display.notice(DIDNT_CATCH)
                 return None
-            return self._turn(turn, heard.text, speech_end, heard.language, Timings(endpoint, stt), ahead)
+            result = self._turn(turn, heard.text, speech_end, heard.language, Timings(endpoint, stt), ahead)
+            return None if turn.taken_back else result
         finally:
             self._close(turn)
 
@@ -292,6 +325,17 @@ class Session:
         """The user spoke on after the pause."""
         self.speculator.cancel()
 
+    def take_back(self) -> bool:
+        """The user spoke on (hands-free): take back the spoken turn in progress if its reply has not
+        made a sound yet. True: it is forgotten, and what was heard is to begin the next utterance."""
+        turn = self._current
+        return turn.take_back() if turn is not None else False
+
+    def reply_sounded(self) -> bool:
+        """Whether the turn in progress has made a sound (the speakers may be heard from now on)."""
+        turn = self._current
+        return turn is not None and turn.sounded
+
     def stop(self) -> bool:
         """Cut off the turn in progress (from another thread: a key press, or speech with barge-in).
         False when there is none: a key pressed as a turn ends is then the user's next."""
@@ -300,8 +344,8 @@ class Session:
 
     # ------------------------------------------------------------------ a turn
 
-    def _open(self) -> Turn:
-        turn = Turn()
+    def _open(self, spoken: bool = False) -> Turn:
+        turn = Turn(spoken)
         self._current = turn
         return turn
 
@@ -352,6 +396,12 @@ class Session:
             if not isinstance(exc, SystemExit):
                 result.error = one_line(f"unexpected {type(exc).__name__}: {exc}")
             escaping = exc
+        if turn.taken_back and escaping is None:
+            # It never happened: not kept, not written down, and its number is the next turn's.
+            turn.move(TurnState.TAKEN_BACK)
+            self.turns -= 1
+            observers.turn_taken_back(result)
+            return result
         result.interrupted = turn.cut.is_set()
         turn.move(
             TurnState.FAILED if result.error else TurnState.CUT_OFF if result.interrupted else TurnState.DONE
@@ -384,7 +434,7 @@ class Session:
         result.prompt_tokens, result.dropped = fitted.tokens, fitted.dropped
         turn.move(TurnState.THINKING)
         source = self._source(fitted, ahead)
-        voice = self._voice(result, observers)
+        voice = self._voice(turn, result, observers)
         turn.speaking_with(voice)
         written: list[str] = []
         heard_all = False
@@ -415,7 +465,7 @@ class Session:
             begun.close()  # begun for another prompt (cannot happen while the turn holds the engines)
         return Reply(fitted.messages, stream=self.engines.chat.stream(fitted.messages, self.options))
 
-    def _voice(self, result: TurnResult, observers: Observers) -> Voice | None:
+    def _voice(self, turn: Turn, result: TurnResult, observers: Observers) -> Voice | None:
         synthesizer, sinks = self.engines.synthesizer, self.engines.sinks
         if synthesizer is None or not sinks:
             return None
@@ -424,6 +474,7 @@ class Session:
             sinks,
             turn=result.turn,
             language=result.language,
+            may_sound=turn.first_sound,
             on_first_audio=observers.audio_started,
         )
 

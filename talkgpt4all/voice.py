@@ -37,10 +37,14 @@ class Voice:
         *,
         turn: int,
         language: str | None,
+        may_sound: Callable[[], bool] = lambda: True,
         on_first_audio: Callable[[], None] = lambda: None,
     ) -> None:
+        """may_sound is asked just before the first sound is played (False: the reply is dropped
+        without a sound); on_first_audio is told once it is."""
         self.synthesizer, self.sinks, self.language = synthesizer, sinks, language
-        self.on_first_audio = on_first_audio
+        self.may_sound, self.on_first_audio = may_sound, on_first_audio
+        self._sounded = False
         self.played: list[str] = []  # sentences whose audio reached the sinks, in order
         self.error: BaseException | None = None  # why it stopped itself (synthesis or playback failed)
         self._stopped = threading.Event()
@@ -120,7 +124,10 @@ class Voice:
                 if not len(audio.samples):  # no voice for it: shown, not spoken
                     self.played.append(text)
                     continue
-                if not self.played:
+                if not self._sounded:
+                    if not self.may_sound():
+                        break
+                    self._sounded = True
                     self.on_first_audio()
                 self.played.append(text)
                 try:

@@ -129,6 +129,10 @@ class FakeDisplay(Display):
         else:
             self.timed += 1
 
+    def turn_taken_back(self, result: TurnResult) -> None:
+        self.lines.append(f"(went on from: {result.user})")
+        self.current = ""
+
     def notice(self, text: str) -> None:
         self.lines.append(text)
 

@@ -22,6 +22,7 @@ from talkgpt4all import loops
 from talkgpt4all.audio.vad import CHUNK, Segmenter, VadOptions
 from talkgpt4all.errors import DeviceError, ExitCode
 from talkgpt4all.pipeline import Session
+from talkgpt4all.stt import Transcript
 
 SPEECH = (np.sin(np.arange(16000) / 5) * 0.3).astype(np.float32)
 
@@ -458,6 +459,59 @@ def test_barge_in_stops_the_reply_and_the_speech_is_the_next_turn(monkeypatch):
     assert finished(thread, outcome) == ExitCode.OK
     assert display.lines[1].endswith("[interrupted]") and display.lines[2] == "You: capital of France?"
     assert chat.calls[1][-1] == {"role": "user", "content": "capital of France?"}
+
+
+class HalfSeconds(FakeTranscriber):
+    """Hears a word for each half-second of audio: what it heard tells how much it was given."""
+
+    def __init__(self) -> None:
+        super().__init__("")
+
+    def transcribe(self, audio: np.ndarray, language: str | None = None) -> Transcript:
+        self.calls += 1
+        return Transcript(" ".join(["word"] * max(1, round(len(audio) / 8000))), "en")
+
+
+@pytest.mark.parametrize("barge_in", [True, False])
+def test_speech_that_goes_on_before_the_reply_sounds_makes_one_turn(monkeypatch, barge_in: bool):
+    """The user paused long enough to end the turn, then went on before its reply made a sound: the turn
+    is taken back without a sound or a trace, and the two parts are heard as one turn."""
+    chat, display, keys = FakeChat().enqueue("Too soon.", "All of it."), FakeDisplay(), Keys()
+    sink = FakeSink()
+    synth = FakeSynth(seconds=0.5)  # the first sound is still half a second away when the user goes on
+    session = make_session(chat, display, transcriber=HalfSeconds(), synthesizer=synth, sinks=[sink])
+    mic = FakeMic(np.concatenate([loud(1.0), np.zeros(16000 * 4 // 10, np.float32), loud(1.0)]))
+    import talkgpt4all.audio.vad as vad
+
+    original = vad.Segmenter
+    monkeypatch.setattr(vad, "Segmenter", lambda o, **hooks: original(o, vad=energy_vad, **hooks))
+    thread, outcome = in_thread(
+        lambda: loops.hands_free(
+            session, mic, VadOptions(silence_ms=200), keys.stream, io.StringIO(), barge_in=barge_in
+        )
+    )
+    wait_until(lambda: any(line.startswith("AI: All of it.") for line in display.lines))
+    keys.ctrl_d()
+    assert finished(thread, outcome) == ExitCode.OK
+    first, merged = "word " * 2, "word " * 5  # 1 s, then 1 s + the pause + 1 s (and some pre-roll)
+    assert display.lines[0] == f"You: {first.strip()}" and display.lines[1].startswith("(went on from")
+    assert display.lines[2].startswith("You: word word word word") and display.lines[3] == "AI: All of it."
+    # Nothing of the turn taken back was heard or kept: one reply played, one turn in the history.
+    assert synth.spoken[-1] == "All of it." and sink.events.count("begin 1") == 2
+    assert sink.writes == 1
+    assert [m["content"] for m in session.conversation.messages if m["role"] == "assistant"] == ["All of it."]
+    assert session.turns == 1
+    assert len(merged) > len(first)
+
+
+def test_speech_after_the_reply_has_sounded_does_not_take_the_turn_back():
+    session = make_session(FakeChat(), FakeDisplay(), transcriber=HalfSeconds())
+    turn = session._open(spoken=True)
+    assert turn.first_sound() and not session.take_back()  # it has been heard: barge-in's business
+    session._close(turn)
+    typed = session._open()
+    assert not session.take_back()  # a typed turn is not the start of what the user says next
+    session._close(typed)
 
 
 def test_a_segmenter_sees_real_chunks():
