@@ -63,9 +63,9 @@ from talkgpt4all.language import answer_note, asked, script_language
 from talkgpt4all.llm import ChatModel, GenerationOptions, Prefills
 from talkgpt4all.observers import Observers, Stopwatch, TurnObserver
 from talkgpt4all.settings import Config
-from talkgpt4all.speculation import EngineLock, Reply, Speculation, Speculator
+from talkgpt4all.speculation import EngineLock, Held, Reply, Speculation, Speculator
 from talkgpt4all.stt import Transcriber, Transcript
-from talkgpt4all.text import Cleaner, clean, has_words, sentences
+from talkgpt4all.text import Cleaner, clean, first_piece, has_words, sentences, speakable
 from talkgpt4all.tts import Synthesizer
 from talkgpt4all.voice import Voice
 
@@ -237,7 +237,12 @@ class Session:
         self.turns = turns_before  # turn numbers go on from a resumed transcript
         self.last_language: str | None = None  # the language of the turn before
         self._lock = EngineLock()  # the engines'
-        self.speculator = Speculator(self._transcribe_ahead, self._begin, self._lock)
+        self.speculator = Speculator(
+            self._transcribe_ahead,
+            self._begin,
+            self._lock,
+            hold=self._hold_first if self.config.turns.stream else None,
+        )
         self._current: Turn | None = None
         # The stopwatch first, then the transcript: it must keep the turn even if the terminal has gone.
         self.observers: list[TurnObserver] = [Stopwatch(), *([transcript] if transcript else []), display]
@@ -434,7 +439,10 @@ class Session:
         result.prompt_tokens, result.dropped = fitted.tokens, fitted.dropped
         turn.move(TurnState.THINKING)
         source = self._source(fitted, ahead)
-        voice = self._voice(turn, result, observers)
+        held = ahead.held if ahead is not None and source is ahead.reply else None
+        if held is not None and held.language != result.language:
+            held = None
+        voice = self._voice(turn, result, observers, held)
         turn.speaking_with(voice)
         written: list[str] = []
         heard_all = False
@@ -465,7 +473,9 @@ class Session:
             begun.close()  # begun for another prompt (cannot happen while the turn holds the engines)
         return Reply(fitted.messages, stream=self.engines.chat.stream(fitted.messages, self.options))
 
-    def _voice(self, turn: Turn, result: TurnResult, observers: Observers) -> Voice | None:
+    def _voice(
+        self, turn: Turn, result: TurnResult, observers: Observers, held: Held | None = None
+    ) -> Voice | None:
         synthesizer, sinks = self.engines.synthesizer, self.engines.sinks
         if synthesizer is None or not sinks:
             return None
@@ -476,6 +486,7 @@ class Session:
             language=result.language,
             may_sound=turn.first_sound,
             on_first_audio=observers.audio_started,
+            held=held,
         )
 
     def _write(
@@ -530,6 +541,30 @@ class Session:
         if not cancelled.is_set():
             reply.stream = chat.stream(fitted.messages, self.options)
         return reply
+
+    def _hold_first(self, tokens: list[str], whole: bool, heard: Transcript) -> Held | None:
+        """The reply's first piece, once these tokens complete it, synthesized in the pause (on the
+        speculation worker, which holds the engines: one synthesis at a time). The turn's voice plays it
+        as soon as the turn is confirmed; a turn for other words never sees it."""
+        cleaner = Cleaner()
+        pieces = [piece for piece in (cleaner.feed(token) for token in tokens) if piece]
+        if whole and (tail := cleaner.flush()):
+            pieces.append(tail)
+        piece = first_piece(pieces, FIRST_CLAUSE_WORDS, whole)
+        if piece is None:
+            return None
+        language = heard.language or self.language
+        synthesizer = self.engines.synthesizer
+        spoken = speakable(piece)
+        if synthesizer is None or not self.engines.sinks or not has_words(spoken):
+            return Held(piece, language, None)
+        try:
+            audio = synthesizer.synthesize(spoken, language)
+        except Exception as exc:  # the turn's own voice meets the error, and says so
+            log.debug("speaking ahead failed: %s", exc)
+            return Held(piece, language, None)
+        log.debug("the reply's first piece is spoken ahead: %r", piece)
+        return Held(piece, language, audio)
 
     # ------------------------------------------------------------------ before and after the session
 

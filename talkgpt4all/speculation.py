@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from talkgpt4all.audio import Audio
 from talkgpt4all.conversation import Message
 from talkgpt4all.stt import Transcript
 
@@ -55,6 +56,17 @@ class Reply:
             self.stream.close()
 
 
+@dataclass(frozen=True)
+class Held:
+    """The reply's first piece (a clause or a sentence), synthesized in the pause and held: it plays the
+    moment the turn is confirmed, and is dropped without a sound if the user speaks on. audio is None
+    when there was nothing to synthesize (no voice)."""
+
+    text: str
+    language: str | None
+    audio: Audio | None
+
+
 class Speculation:
     """The work done ahead for one would-be utterance."""
 
@@ -66,6 +78,7 @@ class Speculation:
         self.heard: Transcript | None = None
         self.heard_at: float | None = None  # time.perf_counter() when the transcript was ready
         self.reply: Reply | None = None
+        self.held: Held | None = None  # the reply's first piece, spoken ahead
         self.failed = False
         self._dropping = threading.Lock()
 
@@ -131,10 +144,12 @@ class Speculator:
         transcribe: Callable[[np.ndarray], Transcript],
         begin: Callable[[Transcript, threading.Event], Reply | None] | None = None,
         engines: EngineLock | None = None,
+        hold: Callable[[list[str], bool, Transcript], Held | None] | None = None,
     ) -> None:
         """transcribe hears an utterance; begin(heard, cancelled) computes the prompt for it and opens
-        the reply's stream (None: nothing to begin)."""
-        self.transcribe, self.begin = transcribe, begin
+        the reply's stream (None: nothing to begin); hold(tokens, whole, heard) synthesizes the reply's
+        first piece once these tokens complete it (None: not yet; whole: the reply ends there)."""
+        self.transcribe, self.begin, self.hold = transcribe, begin, hold
         self.engines = engines or EngineLock()
         self._lock = threading.Condition()
         self._pending: Speculation | None = None  # waiting for the worker
@@ -266,10 +281,17 @@ class Speculator:
         if reply is None or reply.stream is None:
             return
         # Write ahead until the turn takes over (it goes on with the same stream), the user speaks on,
-        # or the first sentence or two are written.
+        # or the first sentence or two are written. The first piece is spoken as soon as it is written.
         while not (spec.cancelled.is_set() or spec.claimed.is_set()) and len(reply.tokens) < AHEAD_TOKENS:
             token = next(reply.stream, None)
             if token is None:
                 reply.stream = None  # the whole reply is written
+                self._hold(spec, reply, whole=True)
                 return
             reply.tokens.append(token)
+            self._hold(spec, reply, whole=False)
+
+    def _hold(self, spec: Speculation, reply: Reply, whole: bool) -> None:
+        if self.hold is None or spec.held is not None or spec.cancelled.is_set() or spec.heard is None:
+            return
+        spec.held = self.hold(reply.tokens, whole, spec.heard)

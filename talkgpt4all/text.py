@@ -117,6 +117,21 @@ def sentences(tokens: Iterable[str], first_clause_words: int | None = None) -> I
         yield buffer.strip()
 
 
+def first_piece(pieces: list[str], first_clause_words: int | None, whole: bool) -> str | None:
+    """The first piece sentences() makes of a reply that begins with these pieces, once it is complete:
+    a break came after it, or (whole) the reply ends there. None while it may still grow."""
+    exhausted = False
+
+    def given() -> Iterator[str]:
+        nonlocal exhausted
+        yield from pieces
+        exhausted = True
+
+    for piece in sentences(given(), first_clause_words):
+        return piece if whole or not exhausted else None
+    return None
+
+
 def speakable(text: str) -> str:
     """The text as it should be said: markdown marks dropped, white space folded."""
     return " ".join(_MARKDOWN.sub("", text).split())

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from types import TracebackType
 
 from talkgpt4all.audio import Audio, AudioSink
+from talkgpt4all.speculation import Held
 from talkgpt4all.text import has_words, speakable
 from talkgpt4all.tts import Synthesizer
 
@@ -39,10 +40,13 @@ class Voice:
         language: str | None,
         may_sound: Callable[[], bool] = lambda: True,
         on_first_audio: Callable[[], None] = lambda: None,
+        held: Held | None = None,
     ) -> None:
         """may_sound is asked just before the first sound is played (False: the reply is dropped
-        without a sound); on_first_audio is told once it is."""
+        without a sound); on_first_audio is told once it is. held: the first piece, already synthesized
+        (in the user's pause), used if the first sentence said is that piece."""
         self.synthesizer, self.sinks, self.language = synthesizer, sinks, language
+        self._held = held if held is not None and held.audio is not None else None
         self.may_sound, self.on_first_audio = may_sound, on_first_audio
         self._sounded = False
         self.played: list[str] = []  # sentences whose audio reached the sinks, in order
@@ -106,6 +110,10 @@ class Voice:
 
     def _synthesize_loop(self) -> None:
         while (text := self._texts.get()) is not _DONE and not self.stopped:
+            held, self._held = self._held, None  # only ever the first piece
+            if held is not None and held.audio is not None and held.text == text:
+                self._audio.put((text, held.audio))
+                continue
             spoken = speakable(text)
             if not has_words(spoken):
                 continue

@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 
 from conftest import speak_to_file, wer
-from fakes import FakeChat, FakeDisplay, FakeTranscriber, feed_all, make_session
-from talkgpt4all.audio import SAMPLE_RATE, load_audio
+from fakes import FakeChat, FakeDisplay, FakeSink, FakeSynth, FakeTranscriber, feed_all, make_session
+from talkgpt4all.audio import SAMPLE_RATE, Audio, load_audio
 from talkgpt4all.audio.vad import CHUNK, Segmenter, VadOptions
 from talkgpt4all.observers import TurnObserver
 from talkgpt4all.pipeline import Session, TurnResult
@@ -226,6 +226,89 @@ def test_a_reply_begun_for_words_the_user_then_went_on_from_is_closed_first():
         {"role": "user", "content": "word word word word"},
         {"role": "assistant", "content": "You said word word word word."},
     ]
+    s.close()
+
+
+class TwoSentences(FakeChat):
+    """Answers "You said ..., and that is all I know." a word at a time."""
+
+    def stream(self, messages, options):
+        self.enqueue(f"You said {messages[-1]['content']}. That is all I know.")
+        yield from super().stream(messages, options)
+
+
+class OneAtATime(FakeSynth):
+    """A synthesizer that takes its time and counts how many syntheses ever ran at once."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(seconds)
+        self.running = self.most = 0
+        self._count = threading.Lock()
+
+    def synthesize(self, text: str, language: str | None = None) -> Audio:
+        with self._count:
+            self.running += 1
+            self.most = max(self.most, self.running)
+        try:
+            return super().synthesize(text, language)
+        finally:
+            with self._count:
+                self.running -= 1
+
+
+def spoken_session(synth: FakeSynth, sink: FakeSink) -> Session:
+    return make_session(
+        TwoSentences(), FakeDisplay(), transcriber=SlowTranscriber(), synthesizer=synth, sinks=[sink]
+    )
+
+
+@pytest.mark.parametrize("seconds", [0.0, 0.3])
+def test_the_first_piece_is_spoken_in_the_pause_held_and_played_when_the_turn_is_confirmed(seconds: float):
+    synth, sink = OneAtATime(seconds), FakeSink()
+    s = spoken_session(synth, sink)
+    audio = np.concatenate([loud(1.0), quiet(0.1)])
+    s.speculate(audio)
+    wait_until(lambda: synth.spoken == ["You said word word."])  # synthesized in the pause...
+    assert sink.writes == 0  # ...and held: nothing is heard before the turn is over
+    result = s.hear(audio, time.perf_counter())
+    assert result is not None and result.reply == "You said word word. That is all I know."
+    # Played first, and not synthesized again; the rest as usual.
+    assert synth.spoken == ["You said word word.", "That is all I know."]
+    assert [e for e in sink.events if e.startswith("write")] == ["write 19", "write 19"]
+    assert synth.most == 1  # one synthesis at a time, the pause's and the turn's
+    s.close()
+
+
+@pytest.mark.parametrize("seconds", [0.0, 0.3])
+def test_a_first_piece_spoken_ahead_for_words_the_user_went_on_from_never_plays(seconds: float):
+    synth, sink = OneAtATime(seconds), FakeSink()
+    s = spoken_session(synth, sink)
+    first = np.concatenate([loud(1.0), quiet(0.1)])
+    s.speculate(first)
+    wait_until(lambda: synth.spoken == ["You said word word."])
+    s.cancel_speculation()  # the user speaks on
+    whole = np.concatenate([first, loud(1.0), quiet(0.1)])
+    s.speculate(whole)
+    result = s.hear(whole, time.perf_counter())
+    assert result is not None and result.reply == "You said word word word word. That is all I know."
+    # What was heard: the whole utterance's reply, never the first part's.
+    assert [e for e in sink.events if e.startswith("write")] == ["write 29", "write 19"]
+    assert synth.most == 1
+    s.close()
+
+
+def test_a_turn_that_claims_the_work_while_its_first_piece_is_being_spoken_waits_for_it():
+    """The turn comes while the pause's synthesis is under way (a slow voice): it waits for it and
+    plays it, and never synthesizes beside it."""
+    synth, sink = OneAtATime(0.5), FakeSink()
+    s = spoken_session(synth, sink)
+    audio = np.concatenate([loud(1.0), quiet(0.1)])
+    s.speculate(audio)
+    wait_until(lambda: synth.running == 1)
+    result = s.hear(audio, time.perf_counter())
+    assert result is not None and synth.most == 1
+    assert synth.spoken == ["You said word word.", "That is all I know."]
+    assert [e for e in sink.events if e.startswith("write")] == ["write 19", "write 19"]
     s.close()
 
 
