@@ -549,3 +549,48 @@ def test_in_a_terminal_a_hostile_reply_leaves_the_window_title_alone():
         server.shutdown()
     assert "AI: " + SHOWN in screen, screen
     assert title == "talk", title
+
+
+def test_binary_computes_the_prompt_in_the_pause_and_the_turn_finds_it_cached():
+    """Hands-free, speculation asks llama-server for the prompt alone (n_predict 0, cache_prompt) while
+    the user pauses; the turn's own request then computes next to nothing. Tokens are counted, not
+    timed."""
+    import numpy as np
+
+    from fakes import FakeDisplay, FakeTranscriber, make_session, settings
+    from talkgpt4all.config import PLATFORMS
+    from talkgpt4all.llm.binary import BinaryChatModel
+    from talkgpt4all.settings import LanguageModel
+
+    need_server()
+    chat = BinaryChatModel(LanguageModel(engine="binary", max_tokens=16, temperature=0), PLATFORMS["linux"])
+    sent: list[tuple[str, dict]] = []
+    request = chat.client.request
+
+    def recording(method: str, path: str, base: str | None = None, **kwargs):  # type: ignore[no-untyped-def]
+        sent.append((path, dict(kwargs.get("json") or {})))
+        return request(method, path, base=base, **kwargs)
+
+    chat.client.request = recording  # type: ignore[method-assign]
+    config = settings(llm={"temperature": 0.0, "seed": 1, "max_tokens": 16})
+    session = make_session(chat, FakeDisplay(), transcriber=FakeTranscriber(QUESTION), config=config)
+    try:
+        audio = np.concatenate([np.full(16000, 0.3, np.float32), np.zeros(1600, np.float32)])
+        session.speculate(audio)
+        deadline = time.monotonic() + 60
+        while not any(path == "/chat/completions" for path, _ in sent):  # prefilled, then begun
+            assert time.monotonic() < deadline, sent
+            time.sleep(0.05)
+        [prefill] = [body for path, body in sent if path == "/completion"]
+        assert prefill["n_predict"] == 0 and prefill["cache_prompt"] is True
+        in_the_pause = len(sent)
+        result = session.hear(audio, time.perf_counter())
+        assert result is not None and result.speculated and "Paris" in result.reply, result
+        assert not any(path == "/completion" for path, _ in sent[in_the_pause:])  # not computed again
+        # The prompt was computed in the pause: the reply's own request found all but its last token or
+        # so in the server's cache; prompt_evaluated counts both.
+        assert chat.last_evaluated is not None and chat.last_evaluated <= 2, chat.last_evaluated
+        assert result.prompt_evaluated is not None
+        assert result.prompt_evaluated - chat.last_evaluated >= result.prompt_tokens - 2, result
+    finally:
+        session.close()

@@ -13,6 +13,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Generator
 from pathlib import Path
@@ -187,20 +188,47 @@ class BinaryChatModel:
             self.server.start()
             self.client.url = f"{self.server.url}/v1"
 
+    def _native(self, path: str, body: dict[str, object]) -> dict[str, object]:
+        """A request to one of llama-server's own endpoints, beside /v1: its JSON object."""
+        answer = self.client.request("POST", path, base=self.server.url, json=body).json()
+        if not isinstance(answer, dict):
+            raise ValueError(f"{path} answered {type(answer).__name__}, not an object")
+        return answer
+
+    def _prompt(self, messages: list[Message]) -> str:
+        """The prompt a chat request with these messages computes: the model's own chat template, as
+        the server applies it."""
+        prompt = self._native("/apply-template", {"messages": messages})["prompt"]
+        if not isinstance(prompt, str):
+            raise ValueError("/apply-template gave no prompt")
+        return prompt
+
     def count_tokens(self, messages: list[Message]) -> int:
         """Exact: the server applies the model's own chat template and tokenizes the result."""
         self._ensure_running()
         try:
-            root = self.server.url  # llama-server's own endpoints, beside /v1
-            prompt = self.client.request(
-                "POST", "/apply-template", base=root, json={"messages": messages}
-            ).json()
-            tokens = self.client.request(
-                "POST", "/tokenize", base=root, json={"content": prompt["prompt"]}
-            ).json()
-            return len(tokens["tokens"])
+            tokens = self._native("/tokenize", {"content": self._prompt(messages)})["tokens"]
+            if not isinstance(tokens, list):
+                raise ValueError("/tokenize gave no tokens")
+            return len(tokens)
         except (LLMServerError, KeyError, ValueError):
             return OpenAIChatModel.count_tokens(self.client, messages)
+
+    def prefill(self, messages: list[Message], cancelled: threading.Event) -> int:
+        """Compute the prompt for these messages into the server's cache, without writing (a completion
+        of n_predict 0, cache_prompt on): the stream that follows finds it there. The tokens computed;
+        0 when cancelled first, or when the server cannot (the turn then computes the prompt itself)."""
+        if cancelled.is_set():
+            return 0
+        self._ensure_running()
+        try:
+            body = {"prompt": self._prompt(messages), "n_predict": 0, "cache_prompt": True}
+            timings = self._native("/completion", body).get("timings")
+            computed = timings.get("prompt_n") if isinstance(timings, dict) else None
+        except (LLMServerError, KeyError, ValueError) as exc:
+            log.debug("prefill on %s failed: %s", self.server.binary.name, exc)
+            return 0
+        return computed if isinstance(computed, int) else 0
 
     def stream(self, messages: list[Message], options: GenerationOptions) -> Generator[str, None, None]:
         self._ensure_running()
