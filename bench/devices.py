@@ -8,7 +8,20 @@ each recording time-stamped as it arrives. TTFA is the time from the end of each
 on the microphone, to the first sound of its reply, as recorded on the speaker. The program's own
 figures (its transcript) are reported beside it.
 
-    python bench/devices.py [-n 1] [--json] [-- CHAT.PY ARGS]
+Each row is one session with its own settings, on the same questions (six held-out questions, each in
+piper's and espeak-ng's voice, bench/speech.py):
+- default: the settings a Linux user gets (the voice is piper where it is installed, `.[piper]`);
+- espeak: `--tts espeak`, as the README's earlier figures were measured;
+- tiny.en: `--whisper-model tiny.en`;
+- binary: `--llm binary` (bin/llama-server);
+and, with --paused, the default settings on sentences with a 0.65-0.8 s pause in the middle ("What is
+the difference between" ... "a frog and a toad?"): how many were cut early (the first turn heard was
+the first half), beside their TTFA.
+
+    python bench/devices.py [-n 1] [--rows default,espeak,tiny.en,binary] [--paused] [--chat PATH]
+                            [--json] [-- CHAT.PY ARGS]
+
+--chat runs another checkout's chat.py (the code before a change), on the same material.
 
 Needs pulseaudio, pulseaudio-utils and libasound2-plugins, espeak-ng, and `pip install -e '.[bench]'`.
 """
@@ -27,6 +40,7 @@ import time
 import wave
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,12 +49,21 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
 
-from latency import SYSTEM_PROMPT, make_questions, percentile  # noqa: E402
+from speech import HELD_OUT, paused_set, say  # noqa: E402
+
+from latency import SYSTEM_PROMPT, machine, percentile  # noqa: E402
 
 RATE = 16000
 SOUND = 0.02  # |sample| above this is sound, on both recordings (a null sink adds no noise)
 TURN_TIMEOUT = 120.0  # seconds for one question's turn to be recorded in the transcript
+SETTLE = 6.0  # seconds without a new turn after a cut sentence, before the next one is played
 NEEDED = ("pulseaudio", "pactl", "paplay", "parec")
+ROWS = {
+    "default": [],
+    "espeak": ["--tts", "espeak"],
+    "tiny.en": ["--whisper-model", "tiny.en"],
+    "binary": ["--llm", "binary"],
+}
 
 
 @contextmanager
@@ -141,14 +164,41 @@ def last_sound(samples: np.ndarray, after: int) -> int | None:
 def wait_for_turns(transcript: Path, count: int, proc: subprocess.Popen[str]) -> list[dict[str, Any]]:
     deadline = time.monotonic() + TURN_TIMEOUT
     while time.monotonic() < deadline:
-        if transcript.exists():
-            lines = transcript.read_text().splitlines()
-            if len(lines) >= count:
-                return [json.loads(line) for line in lines]
+        lines = read_turns(transcript)
+        if len(lines) >= count:
+            return lines
         if proc.poll() is not None:
             sys.exit(f"chat.py ended ({proc.returncode}) before turn {count}")
         time.sleep(0.05)
     sys.exit(f"turn {count} was never recorded in {TURN_TIMEOUT:.0f} s")
+
+
+def read_turns(transcript: Path) -> list[dict[str, Any]]:
+    if not transcript.exists():
+        return []
+    return [json.loads(line) for line in transcript.read_text().splitlines()]
+
+
+def settle(transcript: Path, proc: subprocess.Popen[str]) -> list[dict[str, Any]]:
+    """Every turn, once none has been added for SETTLE seconds (what a cut sentence set off is over)."""
+    count, quiet_since = len(read_turns(transcript)), time.monotonic()
+    while time.monotonic() - quiet_since < SETTLE and proc.poll() is None:
+        time.sleep(0.1)
+        now = len(read_turns(transcript))
+        if now != count:
+            count, quiet_since = now, time.monotonic()
+    return read_turns(transcript)
+
+
+def closer_to(text: str, first: str, whole: str) -> bool:
+    """Whether what was heard is the first half of the sentence rather than the whole of it."""
+    import jiwer
+
+    sys.path.insert(0, str(ROOT / "tests"))
+    from conftest import normalize
+
+    heard = normalize(text) or "-"
+    return float(jiwer.wer(normalize(first), heard)) < float(jiwer.wer(normalize(whole), heard))
 
 
 def alignment(env: dict[str, str], mic: Recording, speaker: Recording, work: Path) -> float | None:
@@ -180,20 +230,27 @@ def alignment(env: dict[str, str], mic: Recording, speaker: Recording, work: Pat
     return speaker.time_of(on_speaker) - mic.time_of(on_mic)
 
 
-def run(questions: list[Path], work: Path, chat_args: list[str]) -> tuple[list[dict[str, Any]], float | None]:
-    """One hands-free session on the virtual devices; per question, both clocks' figures; and the
+@dataclass
+class Item:
+    """One thing said into the microphone: a question, or a sentence with a pause inside it."""
+
+    path: Path
+    whole: str = ""  # a paused sentence: all of it
+    first: str = ""  # and its first half
+
+
+def run(
+    items: list[Item], work: Path, chat: Path, chat_args: list[str]
+) -> tuple[list[dict[str, Any]], float | None]:
+    """One hands-free session on the virtual devices; per item, both clocks' figures; and the
     recordings' clock alignment."""
     with pulse_server(work / "pulse") as env:
         transcript = work / "turns.jsonl"
         transcript.unlink(missing_ok=True)
         argv = [
             sys.executable,
-            str(ROOT / "chat.py"),
+            str(chat),
             "--vad",
-            # espeak-ng, as the README's figures were measured: Linux's default (auto) speaks English
-            # with piper, whose first clause takes about 0.08 s more here.
-            "--tts",
-            "espeak",
             "--input-device",
             "pulse",
             "--output-device",
@@ -223,14 +280,19 @@ def run(questions: list[Path], work: Path, chat_args: list[str]) -> tuple[list[d
             if not said.ready.wait(TURN_TIMEOUT):
                 sys.exit(f"chat.py never said it was ready: {said.text.strip()}")
             time.sleep(1.0)  # the microphone stream is open and has settled
-            for turn, question in enumerate(questions, 1):
+            for number, item in enumerate(items, 1):
+                before = len(read_turns(transcript))
                 asked = time.perf_counter()
-                subprocess.run(["paplay", "--device=mic", str(question)], env=env, check=True)
-                line = wait_for_turns(transcript, turn, proc)[-1]
+                subprocess.run(["paplay", "--device=mic", str(item.path)], env=env, check=True)
+                line = wait_for_turns(transcript, before + 1, proc)[before]
+                figure: dict[str, Any] = {"item": number, "user": line["user"], "program": line["timings"]}
+                if item.whole:
+                    figure["cut"] = closer_to(line["user"], item.first, item.whole)
+                    if figure["cut"]:
+                        figure["then"] = [t["user"] for t in settle(transcript, proc)[before + 1 :]]
                 time.sleep(0.5)  # the last of the reply reaches the speaker's monitor
-                figure: dict[str, Any] = {"turn": turn, "user": line["user"], "program": line["timings"]}
                 question_end = last_sound(mic.samples(), mic.at(asked))
-                if question_end is not None:
+                if question_end is not None and not figure.get("cut"):
                     end = mic.time_of(question_end)
                     reply_start = first_sound(speaker.samples(), speaker.at(end))
                     if reply_start is not None:
@@ -267,48 +329,87 @@ class StderrReader:
         self.ready.set()  # it ended: waiting longer is pointless
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("-n", "--rounds", type=int, default=1, help="rounds of six questions (default: 1)")
-    parser.add_argument("--json", action="store_true", help="print the figures as JSON")
-    args, rest = parser.parse_known_args()
-    chat_args = rest[1:] if rest[:1] == ["--"] else rest
-    with tempfile.TemporaryDirectory(prefix="talkgpt4all-devices-") as tmp:
-        work = Path(tmp)
-        questions = make_questions(work)
-        turns: list[dict[str, Any]] = []
-        offsets: list[float | None] = []
-        for round_ in range(args.rounds):
-            print(f"round {round_ + 1}/{args.rounds}", file=sys.stderr, flush=True)
-            figures, offset = run(questions, work, chat_args)
-            turns += figures
-            offsets.append(offset)
+def summarize(turns: list[dict[str, Any]]) -> dict[str, Any]:
     device = [t["ttfa_device"] for t in turns if "ttfa_device" in t]
     own = [t["program"]["first_audio"] for t in turns if t["program"].get("first_audio") is not None]
-    alignment_ms = [None if o is None else round(o * 1000, 1) for o in offsets]
-    summary = {
+    row: dict[str, Any] = {
         "turns": turns,
         "measured": len(device),
         "ttfa_device_p50": percentile(device, 0.5),
         "ttfa_device_p95": percentile(device, 0.95),
         "program_first_audio_p50": percentile(own, 0.5),
-        "alignment_ms": alignment_ms,
     }
+    paused = [t for t in turns if "cut" in t]
+    if paused:
+        row["cut_early"] = sum(bool(t["cut"]) for t in paused)
+        row["paused"] = len(paused)
+    return row
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("-n", "--rounds", type=int, default=1, help="rounds of the questions (default: 1)")
+    parser.add_argument(
+        "--rows", default="default,espeak", help=f"of {', '.join(ROWS)} (default: default,espeak)"
+    )
+    parser.add_argument(
+        "--paused", action="store_true", help="add the paused sentences, with the default settings"
+    )
+    parser.add_argument(
+        "--chat", type=Path, default=ROOT / "chat.py", help="the chat.py to run (default: this one)"
+    )
+    parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+    args, rest = parser.parse_known_args()
+    chat_args = rest[1:] if rest[:1] == ["--"] else rest
+    rows = [r for r in args.rows.split(",") if r]
+    unknown = [r for r in rows if r not in ROWS]
+    if unknown:
+        parser.error(f"unknown rows {', '.join(unknown)}: use {', '.join(ROWS)}")
+    results: dict[str, dict[str, Any]] = {}
+    offsets: list[float | None] = []
+    with tempfile.TemporaryDirectory(prefix="talkgpt4all-devices-") as tmp:
+        work = Path(tmp)
+        questions = [
+            Item(say(q, voice, work / f"q{i}-{voice}.wav"))
+            for i, q in enumerate(HELD_OUT)
+            for voice in ("piper", "espeak")
+        ]
+        plan = [(row, questions, ROWS[row]) for row in rows]
+        if args.paused:
+            paused = [
+                Item(path, whole, whole[: -len(second)].strip()) for path, whole, second in paused_set(work)
+            ]
+            plan.append(("paused", paused, []))
+        for row, items, flags in plan:
+            turns: list[dict[str, Any]] = []
+            for round_ in range(args.rounds):
+                print(f"{row}: round {round_ + 1}/{args.rounds}", file=sys.stderr, flush=True)
+                figures, offset = run(items, work, args.chat, [*flags, *chat_args])
+                turns += figures
+                offsets.append(offset)
+            results[row] = summarize(turns)
+    alignment_ms = [None if o is None else round(o * 1000, 1) for o in offsets]
+    summary = {"machine": machine(), "chat": str(args.chat), "rows": results, "alignment_ms": alignment_ms}
     if args.json:
-        print(json.dumps(summary, indent=2))
+        print(json.dumps(summary, indent=2, ensure_ascii=False))
         return 0
     aligned = ", ".join("-" if o is None else f"{o:+.1f} ms" for o in alignment_ms)
+    print(f"machine: {summary['machine']}; chat.py: {args.chat}")
     print(f"clock check: a beep played to both devices at once lands {aligned} apart in the recordings")
-    for t in turns:
-        heard = f"{t['ttfa_device']:.3f} s" if "ttfa_device" in t else "not measured"
-        print(f"turn {t['turn']}: on the devices {heard}, by the program {t['program'].get('first_audio')} s")
-    if device:
-        print(
-            "TTFA on the devices, end of question to first reply sound: "
-            f"p50 {summary['ttfa_device_p50']:.3f} s, "
-            f"p95 {summary['ttfa_device_p95']:.3f} s over {len(device)} turns; "
-            f"the program's own first_audio p50 {summary['program_first_audio_p50']:.3f} s"
-        )
+    print(f"{'row':<10}{'turns':>7}{'TTFA p50':>10}{'p95':>8}{'own p50':>9}{'cut early':>11}")
+    for row, r in results.items():
+        p50, p95, own = r["ttfa_device_p50"], r["ttfa_device_p95"], r["program_first_audio_p50"]
+        cut = f"{r['cut_early']} of {r['paused']}" if "paused" in r else "-"
+        cells = [f"{v:.3f}" if v is not None else "-" for v in (p50, p95, own)]
+        print(f"{row:<10}{r['measured']:>7}{cells[0]:>10}{cells[1]:>8}{cells[2]:>9}{cut:>11}")
+    if "binary" in results and "default" in results:
+        b, d = results["binary"]["ttfa_device_p50"], results["default"]["ttfa_device_p50"]
+        if b and d:
+            print(f"--llm binary against in-process, TTFA p50: {b / d:.2f}x")
+    for row, r in results.items():
+        for t in r["turns"]:
+            if t.get("cut"):
+                print(f"{row}: cut early: heard {t['user']!r}, then {t.get('then')}")
     return 0
 
 

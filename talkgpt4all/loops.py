@@ -298,6 +298,10 @@ class Listener:
         self.mic.start()
         self._thread.start()
 
+    def speech_starting(self) -> bool:
+        """The microphone hears what may be the start of speech, not yet long enough to be sure."""
+        return self._segmenter.starting
+
     def carry_over(self) -> None:
         """The turn made of the last utterance was taken back (the user spoke on before its reply made
         a sound): the utterance under way goes on from it, as one (from on_start, on this thread)."""
@@ -614,6 +618,7 @@ def hands_free(
         far=far,
         notify=line.note,
     )
+    session.speech_starting = listener.speech_starting
     listener.start()
     try:
         keyboard = Keyboard(keys, inbox)

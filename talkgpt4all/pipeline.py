@@ -49,7 +49,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from enum import Enum
 from types import TracebackType
@@ -76,6 +76,9 @@ log = logging.getLogger("talkgpt4all")
 FIRST_CLAUSE_WORDS = 4
 DIDNT_CATCH = "Sorry, I didn't catch that. Please try again."
 ENGINES_WAIT = 60.0  # seconds the end of a session waits for work inside the model before it frees it
+# A spoken turn's first sound waits this long at most while the microphone hears what may be the user
+# going on (speech not yet long enough to be sure of): if it is, the turn is taken back without a sound.
+WAIT_FOR_SPEECH = 0.25
 
 
 @dataclass
@@ -244,6 +247,8 @@ class Session:
             hold=self._hold_first if self.config.turns.stream else None,
         )
         self._current: Turn | None = None
+        # Hands-free, the listener's: whether the microphone hears what may be the start of speech.
+        self.speech_starting: Callable[[], bool] = lambda: False
         # The stopwatch first, then the transcript: it must keep the turn even if the terminal has gone.
         self.observers: list[TurnObserver] = [Stopwatch(), *([transcript] if transcript else []), display]
 
@@ -484,10 +489,20 @@ class Session:
             sinks,
             turn=result.turn,
             language=result.language,
-            may_sound=turn.first_sound,
+            may_sound=lambda: self._may_sound(turn),
             on_first_audio=observers.audio_started,
             held=held,
         )
+
+    def _may_sound(self, turn: Turn) -> bool:
+        """From the playback thread, before a reply's first sound: whether it may play. A spoken turn's
+        waits a moment (WAIT_FOR_SPEECH at most) while the user may be going on, so that speech which
+        then proves to be theirs takes the turn back before anything is heard."""
+        if turn.spoken:
+            deadline = time.monotonic() + WAIT_FOR_SPEECH
+            while self.speech_starting() and not turn.cut.is_set() and time.monotonic() < deadline:
+                time.sleep(0.01)
+        return turn.first_sound()
 
     def _write(
         self, turn: Turn, voice: Voice | None, source: Reply, written: list[str], observers: Observers

@@ -504,6 +504,40 @@ def test_speech_that_goes_on_before_the_reply_sounds_makes_one_turn(monkeypatch,
     assert len(merged) > len(first)
 
 
+@pytest.mark.parametrize("user_goes_on", [True, False])
+def test_a_reply_about_to_sound_waits_while_the_microphone_may_be_hearing_the_user_go_on(
+    monkeypatch, user_goes_on: bool
+):
+    """Speech is a turn (and can take a turn back) only once it has lasted min_speech_ms: meanwhile a
+    reply about to sound waits. If it was the user, nothing is heard; if it was a cough, the reply plays."""
+    from talkgpt4all import pipeline
+
+    monkeypatch.setattr(pipeline, "WAIT_FOR_SPEECH", 30.0)  # longer than the test: only the events decide
+    starting = threading.Event()
+    starting.set()
+    synth, sink = FakeSynth(), FakeSink()
+    session = make_session(
+        FakeChat().enqueue("Too soon."),
+        FakeDisplay(),
+        transcriber=FakeTranscriber("capital of France?"),
+        synthesizer=synth,
+        sinks=[sink],
+    )
+    session.speech_starting = starting.is_set
+    thread, outcome = in_thread(lambda: session.hear(loud(1.0), time.perf_counter()))  # type: ignore[arg-type,return-value]
+    wait_until(lambda: synth.spoken == ["Too soon."])  # ready to play, and waiting
+    time.sleep(0.1)
+    assert sink.writes == 0
+    if user_goes_on:
+        assert session.take_back()
+        assert finished(thread, outcome) is None and sink.writes == 0  # never heard, never kept
+        assert session.conversation.turns == []
+    else:
+        starting.clear()  # it was not speech after all
+        result = finished(thread, outcome)
+        assert result is not None and sink.writes == 1
+
+
 def test_speech_after_the_reply_has_sounded_does_not_take_the_turn_back():
     session = make_session(FakeChat(), FakeDisplay(), transcriber=HalfSeconds())
     turn = session._open(spoken=True)

@@ -151,6 +151,12 @@ class Segmenter:
         self._announced = False
         self.reset()
 
+    @property
+    def starting(self) -> bool:
+        """Speech may be starting: voiced pieces, not yet long enough (min_speech_ms) to be a turn. (Read
+        from other threads: a reply about to sound waits to see whether it is the user going on.)"""
+        return self._speech is None and bool(self._candidate)
+
     def reset(self) -> None:
         o = self.options
         kept = o.chunks(max(o.preroll_ms, o.echo_preroll_ms))
