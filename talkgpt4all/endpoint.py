@@ -18,17 +18,21 @@ from __future__ import annotations
 
 import re
 
-# Words an English sentence does not end on: articles, possessives, "to" and conjunctions. The speaker
-# paused after one of them to look for the next word.
+# Words an English sentence does not end on: articles, possessives, prepositions and conjunctions. The
+# speaker paused after one of them to look for the next word. A question may end on a preposition
+# ("Where are you from?"), but Whisper writes a question mark after a cut sentence as readily ("Tell me
+# what you know about?"): holding a finished question costs a wait of unfinished_ms, cutting a sentence
+# in two costs the user's words, so prepositions hold the turn even then.
 # fmt: off
 _OPEN_WORDS = frozenset("""
     a an the my your our their its every to and or but nor because although though unless whereas
     whether than i'm i'd i'll we're you're they're it's what's that's there's
-""".split())
-# These end a question ("Where are you from?", "Do you know where it is?", "Why?", "What is it like?"),
-# but not a statement ("I would like to know about", "The capital of France is").
-_OPEN_UNLESS_ASKED = frozenset("""
     of in on at for with about from by into onto over under between through during without within
+    across against among around toward towards upon via per
+""".split())
+# These end a question ("Do you know where it is?", "Why?", "What is it like?"), but not a statement
+# ("I would like", "The capital of France is").
+_OPEN_UNLESS_ASKED = frozenset("""
     like as if since until while is are was were be been being am do does did have has had will would
     shall should can could may might must how what which who whom whose where when why
 """.split())

@@ -15,6 +15,8 @@ from talkgpt4all.endpoint import finished, unfinished
         "Tell me about the.",  # Whisper's full stop after anything
         "I would like to",
         "What is the best way to?",
+        "Tell me what you know about?",  # Whisper's question mark after a cut sentence
+        "Where are you from?",  # a whole question, held all the same: a wait is cheaper than a cut
         "I'd like to know about the...",
         "because",
         "The capital of France is",
@@ -32,7 +34,6 @@ def test_words_that_cannot_end_a_sentence(text: str):
     [
         "What is the capital of France?",
         "Why is the sky blue?",
-        "Where are you from?",  # a question may end on a preposition
         "Do you know what time it is?",
         "What do you think?",
         "Thank you.",
