@@ -273,7 +273,7 @@ class MicStream(_Microphone):
         self.captured_at = 0.0
         self.recorded_at = 0.0  # when the last piece handed out began, on the speakers' clock
         self.over_echo = True
-        self._timeline = Timeline(SAMPLE_RATE)
+        self._timeline = Timeline(SAMPLE_RATE, "microphone")
 
     def _take(self, chunk: np.ndarray, recorded: float) -> None:
         stamp = self._timeline.stamp(recorded, len(chunk))
@@ -418,7 +418,7 @@ class SpeakerSink:
                 except self._sd.PortAudioError as exc:
                     raise DeviceError(f"cannot play on the speaker: {exc}: check --output-device") from exc
                 self._rate = rate
-            self._timeline = Timeline(rate)
+            self._timeline = Timeline(rate, "speaker")
             self._clock = StreamClock()
             try:
                 self._stream.start()

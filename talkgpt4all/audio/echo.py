@@ -245,25 +245,44 @@ class StreamClock:
 
 class Timeline:
     """Continuous stamps for an audio stream's blocks: the time of each block's first sample is the
-    stream's start plus the frames before it, re-anchored when the device's own stamp drifts away by
-    more than DRIFT (a stall, an underrun, a clock that runs at another speed)."""
+    stream's start plus the frames before it, re-anchored when the device's own stamps say the stream
+    has moved: steadily (the median of the last STEADY blocks' deviations beyond DRIFT: one late or
+    early report is jitter), or at once by more than STALL (a stall, an underrun).
+
+    `jumps` counts the re-anchorings by more than MOVED: the echo has moved in time as the cancellers
+    see it, and they learn it again. Smaller ones only follow the device: PulseAudio's reports settle
+    by a block at a time (32 ms) while a stream starts and as another opens, which the cancellers'
+    filters absorb; counted as jumps, they kept barge-in off for most of a reply."""
 
     DRIFT = 0.02
+    STEADY = 8
+    STALL = 0.25
+    MOVED = 0.1
 
-    def __init__(self, rate: int) -> None:
-        self.rate = rate
+    def __init__(self, rate: int, name: str = "stream") -> None:
+        self.rate, self.name = rate, name
         self._anchor: float | None = None
         self._frames = 0
-        self.jumps = 0  # re-anchorings after the first: the stream skipped or stalled
+        self._deviations: deque[float] = deque(maxlen=self.STEADY)
+        self.jumps = 0  # re-anchorings by more than MOVED: the stream skipped or stalled
+        self.adjusted = 0  # smaller ones
 
     def stamp(self, measured: float, frames: int) -> float:
         """measured: this block's first sample by the device's report; returns the continuous stamp."""
         if self._anchor is not None:
             predicted = self._anchor + self._frames / self.rate
-            if abs(predicted - measured) <= self.DRIFT:
+            deviation = measured - predicted
+            self._deviations.append(deviation)
+            steady = (
+                len(self._deviations) == self.STEADY and abs(float(np.median(self._deviations))) > self.DRIFT
+            )
+            if abs(deviation) <= self.STALL and not steady:
                 self._frames += frames
                 return predicted
-        if self._anchor is not None:
-            self.jumps += 1
+            moved = abs(deviation) > self.MOVED
+            self.jumps += moved
+            self.adjusted += not moved
+            log.debug("the %s's timeline moved by %+.0f ms", self.name, 1000 * deviation)
         self._anchor, self._frames = measured, frames
+        self._deviations.clear()
         return measured
