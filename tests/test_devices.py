@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 
 from conftest import ROOT, Ears, speak_to_file, wer
+from talkgpt4all.audio import load_audio
 
 pytestmark = pytest.mark.devices
 
@@ -359,6 +360,60 @@ def test_the_level_meter_moves_with_sound_and_rests_in_silence(pulse: dict[str, 
     assert "▕" in resting and "▏" in resting, resting  # the meter is there, empty
     assert moving.count("█") >= 4, moving
     assert "▕" in rested, rested
+
+
+def paused_sentence(voice: str, first: str, second: str, pause: float, folder: Path) -> Path:
+    """The two halves, each spoken alone (so the first ends as a sentence would), joined by a pause."""
+    import wave
+
+    from test_turn import piper_says, voiced
+
+    if voice == "piper":
+        a, b = piper_says(first, folder / "a.wav"), piper_says(second, folder / "b.wav")
+    else:
+        a = voiced(load_audio(speak_to_file(first, folder / "a.wav")))
+        b = voiced(load_audio(speak_to_file(second, folder / "b.wav")))
+    joined = np.concatenate([np.zeros(8000, np.float32), a, np.zeros(int(pause * 16000), np.float32), b])
+    path = folder / "paused.wav"
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(16000)
+        out.writeframes((np.clip(joined, -1, 1) * 32767).astype(np.int16).tobytes())
+    return path
+
+
+@pytest.mark.parametrize("voice", ["espeak", "piper"])
+def test_a_sentence_with_a_pause_in_the_middle_is_one_turn_answered_after_its_end(
+    pulse: dict[str, str], tmp_path: Path, voice: str
+):
+    """ "Tell me about the" ... 0.6 s ... "capital of France." with the default settings: one turn, the
+    whole sentence, and nothing from the speaker until it is over."""
+    sentence = paused_sentence(voice, "Tell me about the", "capital of France.", 0.6, tmp_path)
+    log = tmp_path / "turns.jsonl"
+    app, env = start_chat(pulse, "--vad", "--transcript", str(log), "--max-tokens", "30")
+    try:
+        app.wait_for("Listening", timeout=120)
+        speaker = Speaker(env, tmp_path / "speaker.raw")
+        time.sleep(0.5)
+        started = speaker.position()
+        subprocess.run(["paplay", "--device=mic", str(sentence)], env=env, check=True)
+        ended = speaker.position()
+        deadline = time.monotonic() + 60
+        while not (log.exists() and log.read_text().strip()):
+            assert time.monotonic() < deadline, app.screen()
+            time.sleep(0.1)
+        time.sleep(3)  # a second turn, had the sentence been cut in two, would be on its way by now
+        screen = app.screen()
+    finally:
+        app.kill()
+    heard = speaker.heard()
+    turns = [json.loads(line) for line in log.read_text().splitlines()]
+    assert len(turns) == 1, (turns, screen)
+    assert wer("Tell me about the capital of France.", turns[0]["user"]) <= 0.25, (turns, screen)
+    # Silent while the sentence was said (but for the last 0.1 s: paplay returns once it has drained).
+    assert np.abs(heard[started : ended - 1600]).max() < 0.02, screen
+    assert np.abs(heard[ended:]).max() > 0.05, "the reply was never heard"
 
 
 STORY = ("--system-prompt", "You are a storyteller. Tell very long stories of many sentences.")
