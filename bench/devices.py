@@ -161,14 +161,17 @@ def last_sound(samples: np.ndarray, after: int) -> int | None:
     return after + int(loud[-1]) if len(loud) else None
 
 
-def wait_for_turns(transcript: Path, count: int, proc: subprocess.Popen[str]) -> list[dict[str, Any]]:
+def wait_for_turns(
+    transcript: Path, count: int, proc: subprocess.Popen[str], said: StderrReader | None = None
+) -> list[dict[str, Any]]:
     deadline = time.monotonic() + TURN_TIMEOUT
     while time.monotonic() < deadline:
         lines = read_turns(transcript)
         if len(lines) >= count:
             return lines
         if proc.poll() is not None:
-            sys.exit(f"chat.py ended ({proc.returncode}) before turn {count}")
+            why = said.text.strip().splitlines()[-1:] if said is not None else []
+            sys.exit(f"chat.py ended ({proc.returncode}) before turn {count}: {' '.join(why)}")
         time.sleep(0.05)
     sys.exit(f"turn {count} was never recorded in {TURN_TIMEOUT:.0f} s")
 
@@ -284,7 +287,7 @@ def run(
                 before = len(read_turns(transcript))
                 asked = time.perf_counter()
                 subprocess.run(["paplay", "--device=mic", str(item.path)], env=env, check=True)
-                line = wait_for_turns(transcript, before + 1, proc)[before]
+                line = wait_for_turns(transcript, before + 1, proc, said)[before]
                 figure: dict[str, Any] = {"item": number, "user": line["user"], "program": line["timings"]}
                 if item.whole:
                     figure["cut"] = closer_to(line["user"], item.first, item.whole)
@@ -358,6 +361,7 @@ def main() -> int:
     parser.add_argument(
         "--chat", type=Path, default=ROOT / "chat.py", help="the chat.py to run (default: this one)"
     )
+    parser.add_argument("--limit", type=int, help="only the first N questions (and paused sentences)")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args, rest = parser.parse_known_args()
     chat_args = rest[1:] if rest[:1] == ["--"] else rest
@@ -374,12 +378,13 @@ def main() -> int:
             for i, q in enumerate(HELD_OUT)
             for voice in ("piper", "espeak")
         ]
+        questions = questions[: args.limit]
         plan = [(row, questions, ROWS[row]) for row in rows]
         if args.paused:
             paused = [
                 Item(path, whole, whole[: -len(second)].strip()) for path, whole, second in paused_set(work)
             ]
-            plan.append(("paused", paused, []))
+            plan.append(("paused", paused[: args.limit], []))
         for row, items, flags in plan:
             turns: list[dict[str, Any]] = []
             for round_ in range(args.rounds):

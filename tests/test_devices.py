@@ -443,14 +443,17 @@ def test_without_barge_in_speech_during_a_reply_is_ignored(pulse: dict[str, str]
     app, env = start_chat(pulse, "--vad", "--no-barge-in", "--max-tokens", "40", *STORY)
     try:
         app.wait_for("Listening", timeout=120)
+        speaker = Speaker(env, tmp_path / "speaker.raw")
         subprocess.run(["paplay", "--device=mic", str(story)], env=env, check=True)
-        app.wait_for("AI: ", timeout=60)
-        subprocess.run(["paplay", "--device=mic", str(question)], env=env, check=True)  # while it speaks
+        # While it speaks (before its first sound, speech would be the user going on: one turn).
+        speaker.wait_for_sound(timeout=60)
+        subprocess.run(["paplay", "--device=mic", str(question)], env=env, check=True)
         screen = app.wait_for_below("AI: ", "Listening", timeout=120)
         time.sleep(2)
         screen = app.screen()
     finally:
         app.kill()
+    speaker.heard()
     assert "[interrupted]" not in screen
     assert screen.count("You: ") == 1, screen  # what was said over the reply did not become a turn
 

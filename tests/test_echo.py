@@ -273,3 +273,25 @@ def test_a_barge_in_the_canceller_found_late_keeps_the_user_s_first_words():
         (0.0, 0.0, True, 20),
     )
     assert chunks[: PREROLL_MARGIN + 20 + started] == [0.1] * PREROLL_MARGIN + [0.2] * 20 + [0.3] * started
+
+
+def test_a_microphone_that_never_hears_the_speakers_has_no_echo_path():
+    """Headphones, or the test's virtual devices: while the reply sounds the microphone is at its floor,
+    and AEC3, given the reply as reference all the same, swallowed the user's voice over it (a barge-in
+    went unheard 2 times in 10). Then whatever the microphone hears is more than echo."""
+    from talkgpt4all.audio.echo import EchoPath
+
+    quiet, echo = np.zeros(CHUNK, np.float32), np.full(CHUNK, 0.05, np.float32)
+    headphones, speakers = EchoPath(), EchoPath()
+    for _ in range(EchoPath.LEAST - 1):
+        headphones.piece(quiet, sounding=True)
+    assert not headphones.absent  # too soon to tell
+    headphones.piece(quiet, sounding=True)
+    assert headphones.absent
+    for _ in range(8):  # the user talks over the reply: still no echo path
+        headphones.piece(echo, sounding=True)
+    assert headphones.absent
+    for i in range(EchoPath.WINDOW):  # a room where the reply is heard, between its words too
+        speakers.piece(echo if i % 3 else quiet, sounding=True)
+        speakers.piece(quiet, sounding=False)  # silence while nothing plays says nothing
+    assert not speakers.absent

@@ -70,3 +70,24 @@ def test_a_short_breath_inside_a_sentence_does_not_end_the_turn(tmp_path):
     second = speech(tmp_path, "is Paris.")
     audio = np.concatenate([silence(0.5), first, silence(0.25), second, silence(1.0)])
     assert len(feed_all(Segmenter(VadOptions(silence_ms=500)), audio)) == 1
+
+
+def test_a_barge_in_the_canceller_finds_late_under_the_echo_keeps_its_first_words():
+    """Over a reply, a voice counts only once the echo canceller finds more than echo in it; on the
+    virtual devices that came 1.25 s into espeak-ng's question over piper's reply, and the question was
+    heard as "A capital on France." The run of speech before it is the user's, and is kept."""
+    from talkgpt4all.audio.vad import CHUNK
+
+    seg = Segmenter(VadOptions(silence_ms=300), vad=lambda c: 0.95 if float(np.abs(c).max()) > 0.1 else 0.0)
+    first_words = np.full(CHUNK, 0.5, np.float32)  # the question's first piece, told apart by its level
+    voice = np.concatenate([first_words, np.full(CHUNK * 55, 0.3, np.float32)])  # 1.8 s
+    found_at = CHUNK * 40  # 1.28 s in
+    pieces = [(np.zeros(CHUNK, np.float32), False) for _ in range(30)]  # the reply, cancelled to silence
+    pieces += [(voice[i : i + CHUNK], i >= found_at) for i in range(0, len(voice), CHUNK)]
+    pieces += [(np.zeros(CHUNK, np.float32), True) for _ in range(20)]
+    utterances = [
+        u for chunk, over in pieces if (u := seg.feed(chunk, echo=True, over_echo=over)) is not None
+    ]
+    [utterance] = utterances
+    start = int(np.flatnonzero(np.abs(utterance) > 0.1)[0])
+    assert utterance[start] == pytest.approx(0.5), "the first words were cut"

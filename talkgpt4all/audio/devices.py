@@ -16,12 +16,15 @@ import numpy as np
 
 from talkgpt4all.audio import SAMPLE_RATE, Audio, resample
 from talkgpt4all.audio.echo import (
+    NEAR_FLOOR,
     OVER_ECHO_PIECES,
     EchoCanceller,
+    EchoPath,
     FarEnd,
     StreamClock,
     Timeline,
     near_db,
+    rms,
 )
 from talkgpt4all.audio.watch import PulseWatch
 from talkgpt4all.errors import DeviceError, MissingDependencyError
@@ -269,6 +272,7 @@ class MicStream(_Microphone):
         self._pending_raw = np.zeros(0, np.float32)  # with echo cancelling: what was heard,
         self._pending_residual = np.zeros(0, np.float32)  # and what AEC3 left of it
         self._near: deque[float] = deque(maxlen=OVER_ECHO_PIECES)  # near_db of the last pieces
+        self._path = EchoPath()
         self._pending_at = 0.0
         self.captured_at = 0.0
         self.recorded_at = 0.0  # when the last piece handed out began, on the speakers' clock
@@ -297,7 +301,10 @@ class MicStream(_Microphone):
             if self.echo is not None:
                 if jumps != self._jumps:
                     self._jumps = jumps
-                    self.echo.relearn()
+                    # Only a move while the speakers sound misleads the cancellers: in silence there is
+                    # no echo to place, and the new stamps are right again.
+                    if self.echo.far.sounding(recorded):
+                        self.echo.relearn()
                 heard, block, residual = self.echo.process(block, recorded)
                 self._pending_raw = np.concatenate([self._pending_raw, heard])
                 self._pending_residual = np.concatenate([self._pending_residual, residual])
@@ -307,9 +314,13 @@ class MicStream(_Microphone):
             heard, self._pending_raw = self._pending_raw[: self._chunk], self._pending_raw[self._chunk :]
             left = self._pending_residual[: self._chunk]
             self._pending_residual = self._pending_residual[self._chunk :]
-            # The loudest of the last few pieces: AEC3 swallows parts of a voice over the echo.
+            # The loudest of the last few pieces: AEC3 swallows parts of a voice over the echo. Where the
+            # speakers do not reach the microphone, anything it hears is more than echo.
             self._near.append(near_db(heard, left))
-            self.over_echo = max(self._near) >= self.echo.over_echo_db
+            at = self._pending_at - (len(self._pending) + self._chunk) / SAMPLE_RATE  # the piece's start
+            self._path.piece(heard, self.echo.far.sounding(at))
+            no_echo = self._path.absent and rms(heard) >= NEAR_FLOOR
+            self.over_echo = no_echo or max(self._near) >= self.echo.over_echo_db
         self.captured_at = self._pending_at
         # The piece's first sample, counted back from the newest block's end (the canceller may hold
         # up to 10 ms back).
@@ -385,7 +396,9 @@ class SpeakerSink:
             plays = now + (self._stream.latency if self._stream is not None else OUTPUT_LATENCY)
         jumps = self._timeline.jumps
         start = self._timeline.stamp(plays, frames)
-        if self._timeline.jumps != jumps:
+        # A stall while the speakers sound moves the echo as the cancellers see it; one in silence
+        # (the stream idle between replies: PulseAudio's stamps leap ahead by seconds) does not.
+        if self._timeline.jumps != jumps and self.far.sounding(start):
             self.far.jumps += 1
         m = round((self._played + n) * SAMPLE_RATE / self._rate) - self._played16
         piece, self._queued16 = self._queued16[:m], self._queued16[m:]

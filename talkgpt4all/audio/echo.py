@@ -218,12 +218,46 @@ LEARN_SECONDS = 1.5
 OVER_ECHO_PIECES = 5
 
 
+class EchoPath:
+    """Whether the microphone hears the speakers at all. With headphones, or speakers that do not reach
+    the microphone, there is no echo to take out; AEC3, given the reply as its reference all the same,
+    then swallows the user's voice over it (by 40 to 80 dB on the virtual devices), and a barge-in went
+    unheard, or was heard a second late without its first words. While the speakers sound, a
+    microphone at its floor most of the time says there is no echo path: then whatever it hears is
+    more than echo."""
+
+    WINDOW = 60  # pieces of 32 ms, while the speakers sound
+    LEAST = 15  # pieces seen before anything is concluded
+    QUIET = 0.75  # the share of them at the floor that means no echo reaches the microphone,
+    HEARD = 0.4  # and, once concluded, the share under which it does after all (the user's own voice
+    # over a reply makes the microphone heard too, and must not end the conclusion)
+
+    def __init__(self) -> None:
+        self._quiet: deque[bool] = deque(maxlen=self.WINDOW)
+        self.absent = False
+
+    def piece(self, heard: np.ndarray, sounding: bool) -> None:
+        """What the microphone heard in one piece, and whether the speakers sounded then."""
+        if not sounding:
+            return
+        self._quiet.append(rms(heard) < NEAR_FLOOR)
+        share = sum(self._quiet) / len(self._quiet)
+        if not self.absent and len(self._quiet) >= self.LEAST and share >= self.QUIET:
+            self.absent = True
+        elif self.absent and len(self._quiet) == self.WINDOW and share < self.HEARD:
+            self.absent = False
+
+
+def rms(samples: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(samples**2))) if len(samples) else 0.0
+
+
 def near_db(heard: np.ndarray, residual: np.ndarray) -> float:
     """How much of what the microphone heard is left after AEC3, in dB (very low: it was all echo)."""
-    level = float(np.sqrt(np.mean(heard**2))) if len(heard) else 0.0
+    level = rms(heard)
     if level < NEAR_FLOOR:
         return -99.0
-    left = float(np.sqrt(np.mean(residual**2)))
+    left = rms(residual)
     return 20 * float(np.log10(max(left, 1e-9) / level))
 
 

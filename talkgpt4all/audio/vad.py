@@ -54,9 +54,10 @@ class VadOptions:
     echo_min_speech_ms: int = 160
     preroll_ms: int = 320  # audio kept from before the start, so the first syllable is not cut
     # Over a reply, how far back a barge-in's voice is looked for: the canceller may find a voice
-    # under the echo only half a second into it (bench/echo.py measured it as late as 0.63 s), and the
-    # voice's start, in the pre-roll, is the run of speech before.
-    echo_preroll_ms: int = 1200
+    # under the echo only a while into it (bench/echo.py measured it as late as 0.63 s; the device
+    # barge-in test, 1.25 s into espeak-ng's question over piper's reply), and the voice's start, in the
+    # pre-roll, is the run of speech before.
+    echo_preroll_ms: int = 2000
     max_turn_s: float = 60.0  # a turn that never pauses is ended here
 
     def chunks(self, ms: float) -> int:
