@@ -38,8 +38,10 @@ class VadOptions:
     # With the pause's transcript (hands-free speculation), the first check waits for it, and the words
     # count both ways (endpoint.py): words that cannot end a sentence wait up to unfinished_ms whatever
     # the audio says; words that read as a whole sentence end the turn after finished_ms even when the
-    # audio model is unsure.
-    finished_ms: int = 600
+    # audio model is unsure. Not sooner: Whisper writes a cut "Tell me about the" as "Tell me about it.",
+    # and a speaker's pause in mid-sentence lasts 0.6 s and more (at 600 ms, the device test's 0.6 s
+    # pause was a race between the user going on and the reply's first sound).
+    finished_ms: int = 800
     complete_probability: float = 0.5
     # A pause this long is when a turn may be over: the listener starts on it speculatively (speech to
     # text, the model's prefill), and drops that work if the user speaks on.
