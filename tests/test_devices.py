@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import ROOT, Ears, speak_to_file, wer
+from conftest import ROOT, Ears, normalize, speak_to_file, wer
 from talkgpt4all.audio import load_audio
 
 pytestmark = pytest.mark.devices
@@ -383,18 +383,18 @@ def paused_sentence(voice: str, first: str, second: str, pause: float, folder: P
     return path
 
 
+@pytest.mark.parametrize("voice", ["espeak", "piper"])
 def test_a_sentence_with_a_pause_in_the_middle_is_one_turn_answered_after_its_end(
-    pulse: dict[str, str], tmp_path: Path
+    pulse: dict[str, str], tmp_path: Path, voice: str
 ):
-    """ "Tell me about the" ... 0.6 s ... "capital of France." with the default settings: one turn, the
-    whole sentence, and nothing from the speaker until it is over. (Cut in two before: "Tell me about",
-    then "capital of France.")
+    """ "What is the best way to" ... 0.6 s ... "learn the violin?" with the default settings: one turn,
+    the whole sentence, and nothing from the speaker until it is over (before: two turns, the first
+    answered).
 
-    In espeak-ng's voice. piper says the first half with a finished fall, Smart Turn takes it for the
-    end, and Whisper writes "Tell me about that." (or "this."): nothing holds the turn, and whether the
-    user goes on before the reply sounds (one turn) or after (a barge-in: two) is a race between the
-    0.6 s pause and the time to the first sound. bench/devices.py --paused counts such cuts."""
-    sentence = paused_sentence("espeak", "Tell me about the", "capital of France.", 0.6, tmp_path)
+    Not "Tell me about the": Whisper writes it as "Tell me about it." (or "that."), a whole sentence,
+    and whether the user goes on before the reply sounds (one turn) or after (a barge-in: two) is then a
+    race between the pause and the time to the first sound. bench/devices.py --paused counts those."""
+    sentence = paused_sentence(voice, "What is the best way to", "learn the violin?", 0.6, tmp_path)
     log = tmp_path / "turns.jsonl"
     app, env = start_chat(pulse, "--vad", "--transcript", str(log), "--max-tokens", "30")
     try:
@@ -412,13 +412,14 @@ def test_a_sentence_with_a_pause_in_the_middle_is_one_turn_answered_after_its_en
         screen = app.screen()
     finally:
         app.kill()
-    heard = speaker.heard()
+    played = speaker.heard()
     turns = [json.loads(line) for line in log.read_text().splitlines()]
     assert len(turns) == 1, (turns, screen)
-    assert wer("Tell me about the capital of France.", turns[0]["user"]) <= 0.25, (turns, screen)
+    heard = set(normalize(turns[0]["user"]).split())
+    assert {"best", "way", "violin"} <= heard, (turns, screen)  # both halves, as one
     # Silent while the sentence was said (but for the last 0.1 s: paplay returns once it has drained).
-    assert np.abs(heard[started : ended - 1600]).max() < 0.02, screen
-    assert np.abs(heard[ended:]).max() > 0.05, "the reply was never heard"
+    assert np.abs(played[started : ended - 1600]).max() < 0.02, screen
+    assert np.abs(played[ended:]).max() > 0.05, "the reply was never heard"
 
 
 STORY = ("--system-prompt", "You are a storyteller. Tell very long stories of many sentences.")
