@@ -415,8 +415,10 @@ def test_a_sentence_with_a_pause_in_the_middle_is_one_turn_answered_after_its_en
     played = speaker.heard()
     turns = [json.loads(line) for line in log.read_text().splitlines()]
     assert len(turns) == 1, (turns, screen)
-    heard = set(normalize(turns[0]["user"]).split())
-    assert {"best", "way", "violin"} <= heard, (turns, screen)  # both halves, as one
+    # Both halves, as one: the first as said, and the second after it (Whisper hears espeak's and
+    # piper's "violin" as "mile in", "myelin", and piper's "learn" as "burn").
+    words = normalize(turns[0]["user"]).split()
+    assert words[:6] == "what is the best way to".split() and len(words) >= 8, (turns, screen)
     # Silent while the sentence was said (but for the last 0.1 s: paplay returns once it has drained).
     assert np.abs(played[started : ended - 1600]).max() < 0.02, screen
     assert np.abs(played[ended:]).max() > 0.05, "the reply was never heard"
