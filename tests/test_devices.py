@@ -96,6 +96,9 @@ class Tmux:
         subprocess.run(["tmux", "kill-session", "-t", self.name], env=self.env, capture_output=True)
 
 
+SOUND = 0.045  # of full scale: what was played is sound above this
+
+
 class Speaker:
     """Records what the program plays on the virtual speaker. parec writes to a pipe read here as it
     comes, so nothing sits in a file buffer when recording stops."""
@@ -128,7 +131,7 @@ class Speaker:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             data = bytes(self._data[: len(self._data) // 2 * 2])
-            if data and np.abs(np.frombuffer(data, dtype=np.int16)).max() > 1600:  # about 0.05 full scale
+            if data and np.abs(np.frombuffer(data, dtype=np.int16)).max() > SOUND * 32768:
                 return
             time.sleep(0.05)
         raise AssertionError("nothing was played on the speaker")
@@ -256,7 +259,7 @@ def test_enter_stops_a_long_reply(pulse: dict[str, str], tmp_path: Path):
         app.kill()
     assert "You: Tell me a long story about a dragon." in screen
     # Sound was playing, and it stopped: the last second recorded is silent.
-    assert np.abs(samples).max() > 0.05, (len(samples) / 16000, screen)
+    assert np.abs(samples).max() > SOUND, (len(samples) / 16000, screen)  # as wait_for_sound heard it
     assert np.abs(samples[-16000:]).max() < 0.01
 
 
