@@ -310,6 +310,10 @@ class MicStream(_Microphone):
                 self._pending_residual = np.concatenate([self._pending_residual, residual])
             self._pending = np.concatenate([self._pending, block])
         piece, self._pending = self._pending[: self._chunk], self._pending[self._chunk :]
+        self.captured_at = self._pending_at
+        # The piece's first sample, counted back from the newest block's end (the canceller may hold
+        # up to 10 ms back).
+        self.recorded_at = self._pending_at - (len(self._pending) + self._chunk) / SAMPLE_RATE
         if self.echo is not None:
             heard, self._pending_raw = self._pending_raw[: self._chunk], self._pending_raw[self._chunk :]
             left = self._pending_residual[: self._chunk]
@@ -317,14 +321,9 @@ class MicStream(_Microphone):
             # The loudest of the last few pieces: AEC3 swallows parts of a voice over the echo. Where the
             # speakers do not reach the microphone, anything it hears is more than echo.
             self._near.append(near_db(heard, left))
-            at = self._pending_at - (len(self._pending) + self._chunk) / SAMPLE_RATE  # the piece's start
-            self._path.piece(heard, self.echo.far.sounding(at))
+            self._path.piece(heard, self.echo.far.sounding(self.recorded_at))
             no_echo = self._path.absent and rms(heard) >= NEAR_FLOOR
             self.over_echo = no_echo or max(self._near) >= self.echo.over_echo_db
-        self.captured_at = self._pending_at
-        # The piece's first sample, counted back from the newest block's end (the canceller may hold
-        # up to 10 ms back).
-        self.recorded_at = self._pending_at - (len(self._pending) + self._chunk) / SAMPLE_RATE
         return piece
 
 
