@@ -97,6 +97,10 @@ class FakeSink:
         if self.play_seconds:
             self.stopped.wait(self.play_seconds)
 
+    def written(self) -> list[str]:
+        """The "write N" events: the length of each piece of audio played, in order."""
+        return [e for e in self.events if e.startswith("write")]
+
     def end_reply(self) -> None:
         self.events.append("end")
 

@@ -498,7 +498,7 @@ def test_speech_that_goes_on_before_the_reply_sounds_makes_one_turn(monkeypatch,
     assert display.lines[2].startswith("You: word word word word") and display.lines[3] == "AI: All of it."
     # Nothing of the turn taken back was heard or kept: one reply played, one turn in the history.
     assert synth.spoken[-1] == "All of it."
-    assert [e for e in sink.events if e.startswith("write")] == [f"write {len('All of it.')}"]
+    assert sink.written() == [f"write {len('All of it.')}"]
     assert [m["content"] for m in session.conversation.messages if m["role"] == "assistant"] == ["All of it."]
     assert session.turns == 1
     assert len(merged) > len(first)

@@ -78,7 +78,7 @@ def test_sentences_play_in_order_when_speech_is_slower_than_the_model():
     result = s.reply("go", time.perf_counter())
     expected = [f"Sentence number {i}." for i in range(12)]
     assert synth.spoken == expected  # none lost, none doubled, in order
-    assert [e for e in sink.events if e.startswith("write")] == [f"write {len(t)}" for t in expected]
+    assert sink.written() == [f"write {len(t)}" for t in expected]
     assert result.reply == reply and display.lines[-1] == f"AI: {reply}"
 
 

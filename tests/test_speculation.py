@@ -262,37 +262,40 @@ def spoken_session(synth: FakeSynth, sink: FakeSink) -> Session:
     )
 
 
-@pytest.mark.parametrize("seconds", [0.0, 0.3])
-def test_the_first_piece_is_spoken_in_the_pause_held_and_played_when_the_turn_is_confirmed(seconds: float):
+def spoken_ahead(seconds: float) -> tuple[OneAtATime, FakeSink, Session, np.ndarray]:
+    """A session whose voice takes `seconds` a piece, once the user has said "word word" and paused, and
+    the reply's first piece has been spoken in the pause: its voice, sink, and the audio heard."""
     synth, sink = OneAtATime(seconds), FakeSink()
     s = spoken_session(synth, sink)
     audio = np.concatenate([loud(1.0), quiet(0.1)])
     s.speculate(audio)
-    wait_until(lambda: synth.spoken == ["You said word word."])  # synthesized in the pause...
+    wait_until(lambda: synth.spoken == ["You said word word."])
+    return synth, sink, s, audio
+
+
+@pytest.mark.parametrize("seconds", [0.0, 0.3])
+def test_the_first_piece_is_spoken_in_the_pause_held_and_played_when_the_turn_is_confirmed(seconds: float):
+    synth, sink, s, audio = spoken_ahead(seconds)  # synthesized in the pause...
     assert sink.writes == 0  # ...and held: nothing is heard before the turn is over
     result = s.hear(audio, time.perf_counter())
     assert result is not None and result.reply == "You said word word. That is all I know."
     # Played first, and not synthesized again; the rest as usual.
     assert synth.spoken == ["You said word word.", "That is all I know."]
-    assert [e for e in sink.events if e.startswith("write")] == ["write 19", "write 19"]
+    assert sink.written() == ["write 19", "write 19"]
     assert synth.most == 1  # one synthesis at a time, the pause's and the turn's
     s.close()
 
 
 @pytest.mark.parametrize("seconds", [0.0, 0.3])
 def test_a_first_piece_spoken_ahead_for_words_the_user_went_on_from_never_plays(seconds: float):
-    synth, sink = OneAtATime(seconds), FakeSink()
-    s = spoken_session(synth, sink)
-    first = np.concatenate([loud(1.0), quiet(0.1)])
-    s.speculate(first)
-    wait_until(lambda: synth.spoken == ["You said word word."])
+    synth, sink, s, first = spoken_ahead(seconds)
     s.cancel_speculation()  # the user speaks on
     whole = np.concatenate([first, loud(1.0), quiet(0.1)])
     s.speculate(whole)
     result = s.hear(whole, time.perf_counter())
     assert result is not None and result.reply == "You said word word word word. That is all I know."
     # What was heard: the whole utterance's reply, never the first part's.
-    assert [e for e in sink.events if e.startswith("write")] == ["write 29", "write 19"]
+    assert sink.written() == ["write 29", "write 19"]
     assert synth.most == 1
     s.close()
 
@@ -308,7 +311,7 @@ def test_a_turn_that_claims_the_work_while_its_first_piece_is_being_spoken_waits
     result = s.hear(audio, time.perf_counter())
     assert result is not None and synth.most == 1
     assert synth.spoken == ["You said word word.", "That is all I know."]
-    assert [e for e in sink.events if e.startswith("write")] == ["write 19", "write 19"]
+    assert sink.written() == ["write 19", "write 19"]
     s.close()
 
 
