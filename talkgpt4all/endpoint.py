@@ -36,36 +36,12 @@ _OPEN_UNLESS_ASKED = frozenset("""
     like as if since until while is are was were be been being am do does did have has had will would
     shall should can could may might must how what which who whom whose where when why
 """.split())
-# fmt: on
 # Chinese sentences do not end on these either: structural particles, prepositions, conjunctions.
 _OPEN_CHINESE = (
-    "的",
-    "和",
-    "跟",
-    "与",
-    "或者",
-    "因为",
-    "所以",
-    "但是",
-    "可是",
-    "如果",
-    "关于",
-    "在",
-    "把",
-    "被",
-    "给",
-    "对",
-    "从",
-    "向",
-    "为了",
-    "还有",
-    "然后",
-    "就是",
-    "是",
-    "想",
-    "要",
-    "我想",
-)  # fmt: skip
+    "的", "和", "跟", "与", "或者", "因为", "所以", "但是", "可是", "如果", "关于", "在", "把",
+    "被", "给", "对", "从", "向", "为了", "还有", "然后", "就是", "是", "想", "要", "我想",
+)
+# fmt: on
 _TRAILING = re.compile(r"(\.\.\.|…|,|，|、|-|—|:|：)\s*$")
 _WORD = re.compile(r"[\w']+", re.UNICODE)
 
