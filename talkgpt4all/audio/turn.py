@@ -14,10 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import subprocess
-import sys
-import tempfile
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +21,7 @@ import numpy as np
 from talkgpt4all.audio import SAMPLE_RATE
 from talkgpt4all.config import MODELS_DIR
 from talkgpt4all.errors import ModelError
+from talkgpt4all.models import files_from_wheel
 
 log = logging.getLogger("talkgpt4all")
 
@@ -36,7 +33,6 @@ TURN_NAMES = ("smart-turn", "smart-turn-v3", "smart-turn-v3.2")
 PIPECAT_WHEEL = "pipecat-ai==1.14.0"
 PIPECAT_PATH = f"pipecat/audio/turn/smart_turn/data/{TURN_FILE}"
 SECONDS = 8  # what the model hears: the end of the turn, left-padded with silence when shorter
-PIP_TIMEOUT = 120.0  # seconds for `pip download` of the 9 MB wheel, after which startup goes on without it
 
 
 class SmartTurn:
@@ -89,24 +85,8 @@ def fetch_starter() -> Path:
     if target.is_file() and _sha256(target) == TURN_SHA256:
         return target
     log.warning("fetching the turn model %s from the %s wheel on PyPI (once)", TURN_FILE, PIPECAT_WHEEL)
-    with tempfile.TemporaryDirectory() as tmp:
-        argv = [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "-d", tmp, PIPECAT_WHEEL]
-        # pip's own timeout is per connection and retried: the whole download gets PIP_TIMEOUT.
-        argv += ["--timeout", str(max(1, int(PIP_TIMEOUT / 3))), "--retries", "1"]
-        try:
-            done = subprocess.run(argv, capture_output=True, text=True, timeout=PIP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            raise ModelError(
-                f"cannot fetch {PIPECAT_WHEEL} from PyPI (no answer in {PIP_TIMEOUT:.0f} s)"
-            ) from None
-        wheels = list(Path(tmp).glob("*.whl"))
-        if done.returncode != 0 or not wheels:
-            detail = (done.stderr.strip().splitlines() or ["no wheel"])[-1]
-            raise ModelError(f"cannot fetch {PIPECAT_WHEEL} from PyPI ({detail})")
-        partial = target.with_suffix(".partial")
-        partial.parent.mkdir(parents=True, exist_ok=True)
-        with zipfile.ZipFile(wheels[0]) as wheel:
-            partial.write_bytes(wheel.read(PIPECAT_PATH))
+    partial = target.with_suffix(".partial")
+    files_from_wheel(PIPECAT_WHEEL, {PIPECAT_PATH: partial.name}, target.parent)
     if _sha256(partial) != TURN_SHA256:
         partial.unlink()
         raise ModelError(f"the turn model in {PIPECAT_WHEEL} is not the one expected (SHA-256 differs)")
