@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from talkgpt4all.status import StatusLine
     from talkgpt4all.transcript import PastTurn
     from talkgpt4all.tts import Synthesizer
+    from talkgpt4all.wake import Wake
 
 log = logging.getLogger("talkgpt4all")
 
@@ -85,6 +86,7 @@ def run(
         watch = device_watch(line) if own_microphone else None
         if watch is not None:
             stack.callback(watch.close)
+        wake = make_wake(config, err)  # a wake word model that is not there: said before any loading
         synthesizer = make_voice(config)
         echo = echo_canceller(config) if own_microphone else None
         sinks = make_sinks(config, stack, synthesizer, echo, watch, line)
@@ -103,6 +105,7 @@ def run(
             )
         )
         session.observers += observers or []
+        session.wake = wake
         if threading.current_thread() is threading.main_thread():
             stack.callback(loops.SignalWatch(session.stop).close)
         session.warm_up()
@@ -128,6 +131,8 @@ def run(
                 speculate=config.turns.speculate,
                 far=echo.far if echo is not None else None,
                 status=line,
+                wake=wake,
+                chime=chimes(sinks) if config.wake.chime else lambda: None,
             )
         assert recorder is not None
         return loops.push_to_talk(session, recorder, keys, err, speculate=config.turns.speculate, status=line)
@@ -205,6 +210,33 @@ def make_turn_model(config: Config) -> Callable[[np.ndarray], float] | None:
     model = SmartTurn(path)
     model(np.zeros(SAMPLE_RATE, np.float32))  # warm: the first run is the slow one
     return model
+
+
+def make_wake(config: Config, err: IO[str]) -> Wake | None:
+    """--wake: the keyword model (one line says which, and on what runtime); --wake-phrase: the phrase."""
+    if not config.wake.on:
+        return None
+    from talkgpt4all.wake import Gate, Wake, open_spotter
+
+    gate = Gate(config.wake.follow_up)
+    if config.wake.wake is None:
+        assert config.wake.wake_phrase is not None
+        print(f"Wake phrase: '{config.wake.wake_phrase}', found in what Whisper hears.", file=err)
+        return Wake(config.wake.wake_phrase, gate)
+    spotter = open_spotter(config.wake.wake)
+    print(f"Wake word: '{spotter.model.phrase}' (microWakeWord, on {spotter.runtime.name}).", file=err)
+    return Wake(spotter.model.phrase, gate, spotter)
+
+
+def chimes(sinks: list[AudioSink]) -> Callable[[], None]:
+    """What plays the wake chime: the speaker, if replies are played."""
+    from talkgpt4all.audio.devices import SpeakerSink
+    from talkgpt4all.wake import chime
+
+    speaker = next((sink for sink in sinks if isinstance(sink, SpeakerSink)), None)
+    if speaker is None:
+        return lambda: None
+    return lambda: speaker.cue(chime)
 
 
 def make_microphone(

@@ -31,12 +31,14 @@ if TYPE_CHECKING:
     from talkgpt4all.audio.echo import FarEnd
     from talkgpt4all.audio.vad import VadOptions
     from talkgpt4all.pipeline import Session, TurnResult
+    from talkgpt4all.wake import Wake
 
 log = logging.getLogger("talkgpt4all")
 
 JOIN_TIMEOUT = 2.0  # seconds a thread gets to finish when the loop ends
 MIC_SILENT_TIMEOUT = 5.0  # seconds without a single block from the microphone: it has stopped working
 MIC_RETRY_SECONDS = 0.5  # while the microphone is gone: how often to look for it
+WAKE_LATELY_PIECES = 16  # a wake word heard this many pieces (of 32 ms) before speech began is its own
 
 
 def decode_line(raw: bytes, number: int) -> str:
@@ -98,6 +100,7 @@ class Utterance:
     audio: np.ndarray
     speech_end: float
     endpoint: float | None = None
+    addressed: bool = True  # with a wake word: known to be for the assistant (else its words decide)
 
 
 @dataclass(frozen=True)
@@ -254,6 +257,11 @@ class Listener:
 
     While a reply plays, the speakers' own sound must not become a turn: without barge-in, that time
     is deaf; with it, speech stops the reply (through on_start) and becomes the next turn.
+
+    With a wake word (wake), speech counts once the assistant is addressed: the gate was open when it
+    began, or the keyword model heard the word in it (the model hears every piece, echo-cancelled).
+    Other speech starts nothing: no status, no speech to text, no turn. With a wake phrase, the
+    transcript decides, so every utterance goes on to the session, marked.
     """
 
     def __init__(
@@ -272,11 +280,15 @@ class Listener:
         sounded: Callable[[], bool] = lambda: True,  # the reply under way has made a sound
         far: FarEnd | None = None,  # with echo cancellation: what the speakers play
         notify: Callable[[str], None] = lambda text: None,  # a one-line notice (the microphone came or went)
+        wake: Wake | None = None,  # --wake, --wake-phrase: what addresses the assistant
     ) -> None:
         from talkgpt4all.audio.vad import Segmenter
 
         self.mic, self.inbox, self.barge_in, self.clock = mic, inbox, barge_in, clock
-        self.far, self.notify = far, notify
+        self.far, self.notify, self.wake = far, notify, wake
+        self._on_start = on_start
+        self._pieces = 0  # read from the microphone
+        self._woken_piece = -(10**9)  # the piece in which the wake word was last heard
         self.level = METER_FLOOR_DB  # of the last piece heard, in dBFS: the status line's meter
         self.replying = threading.Event()
         self.sounded = sounded
@@ -286,7 +298,7 @@ class Listener:
         self._carried: np.ndarray | None = None  # it was taken back: the next utterance begins with it
         self._segmenter = Segmenter(
             options,
-            on_start=lambda: on_start(self.replying.is_set()),
+            on_start=self._started,
             turn=turn,
             on_pause=self._paused if on_pause else None,
             on_resume=on_resume,
@@ -297,6 +309,10 @@ class Listener:
     def start(self) -> None:
         self.mic.start()
         self._thread.start()
+
+    def hearing(self) -> bool:
+        """An utterance is under way."""
+        return self._segmenter.speaking
 
     def speech_starting(self) -> bool:
         """The microphone hears what may be the start of speech, not yet long enough to be sure."""
@@ -312,7 +328,37 @@ class Listener:
 
     def _paused(self, audio: np.ndarray) -> None:
         assert self._on_pause is not None
-        self._on_pause(self._carrying(audio))
+        if self.wake is None or self.wake.addressed_now or self.wake.by_text:
+            self._on_pause(self._carrying(audio))
+
+    def _started(self) -> None:
+        """Speech began (the segmenter is sure of it)."""
+        replying, wake = self.replying.is_set(), self.wake
+        if wake is not None:
+            # (the keyword model may have heard the word in the speech's first moments, before the
+            # segmenter was sure it was speech)
+            lately = self._pieces - self._woken_piece <= WAKE_LATELY_PIECES
+            wake.addressed_now = replying or wake.gate.is_open() or lately
+            if not wake.addressed_now:
+                return  # not (yet) for the assistant
+        self._on_start(replying)
+
+    def _hear_wake_word(self, chunk: np.ndarray) -> None:
+        """The keyword model hears every piece, so that its state follows the stream."""
+        wake = self.wake
+        if wake is None or wake.spotter is None or not wake.spotter.feed(chunk):
+            return
+        if self.replying.is_set():  # the reply's own words, or a barge-in, which needs no wake word
+            return
+        log.info("wake word heard (at %.3f)", time.perf_counter())
+        wake.addressed_now = True
+        self._woken_piece = self._pieces
+        wake.heard()
+
+    def _addressed(self) -> bool:
+        """Whether the utterance that just ended is for the assistant, as far as the listener knows."""
+        wake = self.wake
+        return wake is None or wake.addressed_now or wake.gate.is_open()
 
     def _listen(self) -> None:
         segmenter = self._segmenter
@@ -345,6 +391,8 @@ class Listener:
                 last_sound = time.monotonic()
                 self.level = level_db(chunk)
                 recorded.append(self.mic.captured_at)
+                self._pieces += 1
+                self._hear_wake_word(chunk)
                 if self.replying.is_set() and not self.barge_in and self.sounded():
                     segmenter.reset()
                     continue
@@ -353,8 +401,15 @@ class Listener:
                     decided = self.clock()
                     ended = recorded[-1 - min(segmenter.trailing_chunks, len(recorded) - 1)]
                     utterance, self._carried = self._carrying(utterance), None
+                    addressed = self._addressed()
+                    if not addressed and self.wake is not None and not self.wake.by_text:
+                        log.debug(
+                            "speech without the wake word (%.1f s): not for the assistant",
+                            len(utterance) / SAMPLE_RATE,
+                        )
+                        continue
                     self._last = utterance
-                    self.inbox.put(Utterance(utterance, ended, endpoint=decided - ended))
+                    self.inbox.put(Utterance(utterance, ended, endpoint=decided - ended, addressed=addressed))
         except BaseException as exc:
             self.inbox.put(Failure(exc))
 
@@ -400,12 +455,11 @@ class Listener:
 PROMPT = "Press Enter to talk (or type a message): "
 
 
-def _reply_to(session: Session, keyboard: Keyboard, event: Line | Utterance) -> None:
+def _reply_to(session: Session, keyboard: Keyboard, event: Line | Utterance) -> TurnResult | None:
     with keyboard.replying(session.stop):
         if isinstance(event, Line):
-            session.reply(event.text.strip(), time.perf_counter())
-        else:
-            session.hear(event.audio, event.speech_end, event.endpoint)
+            return session.reply(event.text.strip(), time.perf_counter())
+        return session.hear(event.audio, event.speech_end, event.endpoint, addressed=event.addressed)
 
 
 def _failure(event: Failure) -> DeviceError:
@@ -568,6 +622,47 @@ def _record(
     return audio, speech_end, event
 
 
+class Attention:
+    """Hands-free: what the status line says while nothing is said, and, with a wake word, what hearing
+    it does (the chime, from the listener's thread) and the follow-up window after each reply."""
+
+    def __init__(
+        self, line: StatusLine, listener: Callable[[], Listener], wake: Wake | None, chime: Callable[[], None]
+    ) -> None:
+        self.line, self.listener, self.wake, self.chime = line, listener, wake, chime
+        if wake is not None:
+            wake.on_wake = self.woken
+
+    def _level(self) -> float:
+        return self.listener().level
+
+    def ready(self) -> str:
+        if self.wake is None:
+            return "Ready. Speak whenever you like; a pause ends your turn. Ctrl-C or Ctrl-D quits.\n"
+        phrase = self.wake.phrase
+        return f"Ready. Say '{phrase}', then your question; a pause ends your turn. Ctrl-C or Ctrl-D quits.\n"
+
+    def idle(self) -> None:
+        wake = self.wake
+        if wake is None:
+            self.line.show("listening", level=self._level)
+        else:
+            state = "listening" if wake.gate.is_open() else "waiting"
+            self.line.show(state, level=self._level, words=wake.waiting)
+
+    def woken(self) -> None:
+        assert self.wake is not None
+        self.chime()
+        if self.listener().hearing():  # the question goes on in the same breath
+            self.line.show("hearing", level=self._level)
+        else:
+            self.line.show("listening", level=self._level, words=self.wake.waiting)
+
+    def replied(self, result: TurnResult | None) -> None:
+        if self.wake is not None and result is not None:
+            self.wake.gate.replied()
+
+
 def hands_free(
     session: Session,
     mic: Microphone,
@@ -580,10 +675,15 @@ def hands_free(
     speculate: bool = True,
     far: FarEnd | None = None,
     status: StatusLine | None = None,
+    wake: Wake | None = None,
+    chime: Callable[[], None] = lambda: None,
 ) -> int:
     """Turns start when the user speaks and end at a pause (or when the turn model hears that the user
     has finished); a typed line is a turn too. With speculate, the turn's work starts as the pause
     begins (see speculation.py).
+
+    With a wake word, only speech that is addressed counts (see Listener): the chime says it was
+    heard, and after each reply a follow-up needs none for a while (the status line counts it down).
 
     Enter or Ctrl-C stops a reply. Ctrl-D quits. If the microphone stops working, one line says so.
     """
@@ -604,6 +704,7 @@ def hands_free(
             return
         line.show("hearing", level=lambda: listener.level)
 
+    attention = Attention(line, lambda: listener, wake, chime)
     listener = Listener(
         mic,
         options,
@@ -617,14 +718,15 @@ def hands_free(
         sounded=session.reply_sounded,
         far=far,
         notify=line.note,
+        wake=wake,
     )
     session.speech_starting = listener.speech_starting
     listener.start()
     try:
         keyboard = Keyboard(keys, inbox)
-        err.write("Ready. Speak whenever you like; a pause ends your turn. Ctrl-C or Ctrl-D quits.\n")
+        err.write(attention.ready())
         while True:
-            line.show("listening", level=lambda: listener.level)
+            attention.idle()
             event = inbox.get()
             line.clear()
             if isinstance(event, EndOfInput):
@@ -637,9 +739,10 @@ def hands_free(
             if isinstance(event, Utterance):
                 line.show("thinking")
             try:
-                _reply_to(session, keyboard, event)
+                result = _reply_to(session, keyboard, event)
             finally:
                 listener.replying.clear()
+            attention.replied(result)
     finally:
         listener.stop()
         line.close()

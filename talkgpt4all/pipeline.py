@@ -53,6 +53,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from enum import Enum
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -68,6 +69,9 @@ from talkgpt4all.stt import Transcriber, Transcript
 from talkgpt4all.text import Cleaner, clean, first_piece, has_words, sentences, speakable
 from talkgpt4all.tts import Synthesizer
 from talkgpt4all.voice import Voice
+
+if TYPE_CHECKING:
+    from talkgpt4all.wake import Wake
 
 log = logging.getLogger("talkgpt4all")
 
@@ -249,6 +253,8 @@ class Session:
         self._current: Turn | None = None
         # Hands-free, the listener's: whether the microphone hears what may be the start of speech.
         self.speech_starting: Callable[[], bool] = lambda: False
+        # With a wake word or phrase: what takes it out of transcripts, and says what was addressed.
+        self.wake: Wake | None = None
         # The stopwatch first, then the transcript: it must keep the turn even if the terminal has gone.
         self.observers: list[TurnObserver] = [Stopwatch(), *([transcript] if transcript else []), display]
 
@@ -275,9 +281,15 @@ class Session:
 
     # ------------------------------------------------------------------ the loops' way in
 
-    def hear(self, audio: np.ndarray, speech_end: float, endpoint: float | None = None) -> TurnResult | None:
+    def hear(
+        self, audio: np.ndarray, speech_end: float, endpoint: float | None = None, *, addressed: bool = True
+    ) -> TurnResult | None:
         """A spoken turn; None when nothing was said (and the model is not asked). speech_end is when the
-        speech really ended; endpoint, how long after it the turn was judged over (hands-free)."""
+        speech really ended; endpoint, how long after it the turn was judged over (hands-free).
+
+        With a wake word, the turn is its words without it. Not addressed (the listener could not tell,
+        and the words do not say the wake phrase), or the wake word alone, it is None, and leaves no
+        trace at all."""
         transcriber = self.engines.transcriber
         if transcriber is None:
             raise RuntimeError("this session has no transcriber")
@@ -285,7 +297,8 @@ class Session:
         try:
             ahead = self.speculator.claim(audio)
             if is_silent(audio):
-                self.display.notice(DIDNT_CATCH)
+                if addressed:
+                    self.display.notice(DIDNT_CATCH)
                 return None
             if ahead is not None and ahead.heard is not None and ahead.heard_at is not None:
                 heard, stt = ahead.heard, max(0.0, ahead.heard_at - speech_end)
@@ -298,10 +311,21 @@ class Session:
                     self.display.notice("(cancelled)")
                     return None
                 stt = time.perf_counter() - speech_end
-            if not has_words(heard.text):
-                self.display.notice(DIDNT_CATCH)
+            text: str | None = heard.text
+            if self.wake is not None and has_words(heard.text):
+                text = self.wake.accept(heard.text, addressed)
+                if text is None or not has_words(text):
+                    log.debug(
+                        "not a turn (%s): %r",
+                        "not addressed" if text is None else "the wake word alone",
+                        heard.text,
+                    )
+                    return None
+            if text is None or not has_words(text):
+                if addressed:
+                    self.display.notice(DIDNT_CATCH)
                 return None
-            result = self._turn(turn, heard.text, speech_end, heard.language, Timings(endpoint, stt), ahead)
+            result = self._turn(turn, text, speech_end, heard.language, Timings(endpoint, stt), ahead)
             return None if turn.taken_back else result
         finally:
             self._close(turn)
@@ -546,8 +570,14 @@ class Session:
     def _begin(self, heard: Transcript, cancelled: threading.Event) -> Reply | None:
         """Begin the reply a turn with this transcript would get: its prompt computed into the model's
         cache (where the back end can do that alone), and its stream opened."""
+        text = heard.text
+        if self.wake is not None:
+            addressed = self.wake.peek(heard.text, self.wake.addressed_now)
+            if addressed is None or not has_words(addressed):
+                return None  # not addressed (yet), or the wake word alone: nothing to begin
+            text = addressed
         try:
-            fitted = self._fit(self._asked(clean(heard.text), heard.language or self.language))
+            fitted = self._fit(self._asked(clean(text), heard.language or self.language))
         except MessageTooLong:
             return None  # the turn itself says so
         chat = self.engines.chat

@@ -436,6 +436,50 @@ class Turns:
         return VadOptions(silence_ms=self.silence_ms, unfinished_ms=self.silence_ms)
 
 
+def wake_phrase(text: str) -> str:
+    phrase = " ".join(text.split())
+    if not any(ch.isalnum() for ch in phrase):
+        raise ValueError(f"{text!r} has no words: give the words to listen for, e.g. computer or 小助手")
+    if len(phrase) > 60:
+        raise ValueError("a wake phrase is a few words: use at most 60 characters")
+    return phrase
+
+
+@dataclass(frozen=True)
+class WakeUp:
+    wake: str | None = setting(
+        None,
+        "--wake",
+        "with --vad, answer only after this wake word, heard by a small keyword model before any speech to "
+        "text: hey_jarvis, okay_nabu, alexa, hey_mycroft, or a microWakeWord .json path (pip install -e "
+        '".[wake]")',
+        metavar="NAME|PATH",
+    )
+    wake_phrase: str | None = setting(
+        None,
+        "--wake-phrase",
+        "with --vad, answer only speech that says this phrase, in any language (e.g. computer, 小助手); "
+        "found in the transcript, so everything heard is transcribed",
+        check=wake_phrase,
+        metavar="TEXT",
+    )
+    follow_up: float = setting(
+        8.0,
+        "--follow-up",
+        "with a wake word, how long after a reply the next question needs none (default: {default}; 0: "
+        "always say it); {low} to {high}",
+        type=float,
+        low=0,
+        high=3600,
+        metavar="SECONDS",
+    )
+    chime: bool = setting(True, "--no-chime", "no sound when the wake word is heard", kind="off")
+
+    @property
+    def on(self) -> bool:
+        return self.wake is not None or self.wake_phrase is not None
+
+
 SECTIONS: dict[str, tuple[str, type]] = {
     # attribute of Config: (the --help group, the section)
     "general": ("general", General),
@@ -444,6 +488,7 @@ SECTIONS: dict[str, tuple[str, type]] = {
     "tts": ("voice", Speech),
     "io": ("input and output", InputOutput),
     "turns": ("turns and speed", Turns),
+    "wake": ("wake word", WakeUp),
 }
 
 
@@ -469,6 +514,7 @@ class Config:
     tts: Speech = field(default_factory=Speech)
     io: InputOutput = field(default_factory=InputOutput)
     turns: Turns = field(default_factory=Turns)
+    wake: WakeUp = field(default_factory=WakeUp)
     # "section.field" -> "the command line" or "the config file"; the rest are defaults
     sources: dict[str, str] = field(default_factory=dict, compare=False)
 
@@ -546,6 +592,19 @@ class Config:
         for flag, value in (("--silence-ms", turns.silence_ms), ("--turn-model", turns.turn_model)):
             if value is not None and not turns.vad:
                 raise UsageError(f"{flag} says when a hands-free turn ends: add --vad, or leave {flag} out")
+        self._check_wake()
+
+    def _check_wake(self) -> None:
+        wake = self.wake
+        if wake.wake is not None and wake.wake_phrase is not None:
+            raise UsageError("--wake and --wake-phrase are two ways to wake it: use one")
+        if wake.on and not self.turns.vad:
+            flag = "--wake" if wake.wake is not None else "--wake-phrase"
+            raise UsageError(f"{flag} is for hands-free listening: add --vad")
+        if not wake.on:
+            for name, flag in (("follow_up", "--follow-up"), ("chime", "--no-chime")):
+                if self.source("wake", name) == "the command line":
+                    raise UsageError(f"{flag} is about the wake word: add --wake NAME or --wake-phrase TEXT")
 
 
 # ------------------------------------------------------------------ the command line, made from the fields

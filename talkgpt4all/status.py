@@ -24,6 +24,7 @@ REFRESH = 0.1  # seconds between redraws of a meter
 # state: (mark, colour, words)
 STATES = {
     "listening": ("●", "green", "Listening…"),
+    "waiting": ("○", "green", "Waiting for the wake word"),  # with --wake: its words say which
     "hearing": ("●", "red", "Hearing you…"),
     "recording": ("●", "red", "Recording (Enter to stop)"),
     "thinking": ("◌", "yellow", "Thinking…"),
@@ -66,6 +67,7 @@ class StatusLine:
         self._lock = threading.Lock()
         self._state: str | None = None
         self._level: Callable[[], float] | None = None
+        self._words: Callable[[], str] | None = None
         self._drawn = False
         self._wake = threading.Event()
         self._closed = False
@@ -76,28 +78,42 @@ class StatusLine:
     def state(self) -> str | None:
         return self._state
 
-    def show(self, state: str, level: Callable[[], float] | None = None) -> None:
+    def show(
+        self, state: str, level: Callable[[], float] | None = None, words: Callable[[], str] | None = None
+    ) -> None:
         """Say that the program is in this state (see STATES); level, the microphone's level in dBFS,
-        drives a meter."""
+        drives a meter; words, if given, say it instead of the state's own (redrawn as they change)."""
         if state == "speaking" and self.barge_in:
             state = "speaking over"
         with self._lock:
-            changed = state != self._state
-            self._state, self._level = state, level
+            before = self._said()
+            self._state, self._level, self._words = state, level, words
             if not self.terminal:
-                if changed:
-                    self._write(STATES[state][2] + "\n")
+                said = self._said()
+                if said is not None and said != before:
+                    self._write(said + "\n")
                 return
             self._draw()
-        if level is not None and self._thread is None:
+        if (level is not None or words is not None) and self._thread is None:
             self._thread = threading.Thread(target=self._refresh, name="status", daemon=True)
             self._thread.start()
         self._wake.set()
 
+    def _said(self) -> str | None:
+        """The words of the state shown (the lock is held)."""
+        if self._state is None:
+            return None
+        if self._words is not None:
+            try:
+                return clean(self._words())
+            except Exception:  # a status line must never break the conversation
+                pass
+        return STATES[self._state][2]
+
     def clear(self) -> None:
         """Take the line away (before the conversation prints); the state is forgotten."""
         with self._lock:
-            self._state, self._level = None, None
+            self._state, self._level, self._words = None, None, None
             if self._drawn:
                 self._write("\r\x1b[2K")
                 self._drawn = False
@@ -126,10 +142,10 @@ class StatusLine:
 
         if self._state is None:
             return
-        mark, colour, words = STATES[self._state]
+        mark, colour, _ = STATES[self._state]
         line = Text()
         line.append(mark, style=colour)
-        line.append(f" {words}")
+        line.append(f" {self._said()}")
         if self._level is not None:
             try:
                 db = self._level()
@@ -157,5 +173,5 @@ class StatusLine:
             self._wake.wait(REFRESH)
             self._wake.clear()
             with self._lock:
-                if self._level is not None and self.terminal and not self._closed:
+                if (self._level or self._words) is not None and self.terminal and not self._closed:
                     self._draw()

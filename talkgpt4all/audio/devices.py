@@ -509,6 +509,26 @@ class SpeakerSink:
             if why is not None:
                 raise self._went_away(why)
 
+    def cue(self, sound: Callable[[int], Audio]) -> None:
+        """A short sound outside any reply (the wake chime), made at the stream's rate: queued without
+        waiting for it to play, and not at all while a reply plays or the speaker is gone. From any
+        thread."""
+        if self._gone is not None:
+            return
+        try:
+            self._ensure_stream(self._rate or SAMPLE_RATE)
+        except DeviceError as exc:
+            log.debug("no chime: %s", exc)
+            return
+        audio = sound(self._rate)
+        with self._lock:
+            if len(self._queued):
+                return
+            self._queued = audio.samples.astype(np.float32, copy=False)
+            if self.far is not None:
+                self._queued16 = resample(audio.samples, audio.sample_rate, SAMPLE_RATE)
+                self._played = self._played16 = 0
+
     def end_reply(self) -> None:
         # The stream stays open between replies (it plays silence): closing it could cut off what the
         # sound server still holds, and reopening costs time at the next reply.

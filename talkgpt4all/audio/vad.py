@@ -160,6 +160,11 @@ class Segmenter:
         from other threads: a reply about to sound waits to see whether it is the user going on.)"""
         return self._speech is None and bool(self._candidate)
 
+    @property
+    def speaking(self) -> bool:
+        """An utterance is under way (begun, not yet ended)."""
+        return self._speech is not None
+
     def reset(self) -> None:
         o = self.options
         kept = o.chunks(max(o.preroll_ms, o.echo_preroll_ms))
