@@ -14,6 +14,8 @@ piper's and espeak-ng's voice, bench/speech.py):
 - espeak: `--tts espeak`, as the README's earlier figures were measured;
 - tiny.en: `--whisper-model tiny.en`;
 - binary: `--llm binary` (bin/llama-server);
+- wake: `--wake hey_jarvis`, each question in piper's voice after "Hey Jarvis," in one breath, against the
+  same questions without it in the default row;
 and, with --paused, the default settings on sentences with a 0.65-0.8 s pause in the middle ("What is
 the difference between" ... "a frog and a toad?"): how many were cut early (the first turn heard was
 the first half), beside their TTFA.
@@ -63,7 +65,11 @@ ROWS = {
     "espeak": ["--tts", "espeak"],
     "tiny.en": ["--whisper-model", "tiny.en"],
     "binary": ["--llm", "binary"],
+    # Each question said after the wake word, in one breath (piper's voice only: espeak-ng's robotic
+    # "Hey Jarvis" is not heard), with no follow-up window, so that every turn is woken.
+    "wake": ["--wake", "hey_jarvis", "--follow-up", "0", "--no-chime"],
 }
+WAKE_WORD = "Hey Jarvis, "
 
 
 @contextmanager
@@ -238,6 +244,7 @@ class Item:
     """One thing said into the microphone: a question, or a sentence with a pause inside it."""
 
     path: Path
+    voice: str = ""
     whole: str = ""  # a paused sentence: all of it
     first: str = ""  # and its first half
 
@@ -288,7 +295,12 @@ def run(
                 asked = time.perf_counter()
                 subprocess.run(["paplay", "--device=mic", str(item.path)], env=env, check=True)
                 line = wait_for_turns(transcript, before + 1, proc, said)[before]
-                figure: dict[str, Any] = {"item": number, "user": line["user"], "program": line["timings"]}
+                figure: dict[str, Any] = {
+                    "item": number,
+                    "voice": item.voice,
+                    "user": line["user"],
+                    "program": line["timings"],
+                }
                 if item.whole:
                     figure["cut"] = closer_to(line["user"], item.first, item.whole)
                     if figure["cut"]:
@@ -374,15 +386,19 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="talkgpt4all-devices-") as tmp:
         work = Path(tmp)
         questions = [
-            Item(say(q, voice, work / f"q{i}-{voice}.wav"))
+            Item(say(q, voice, work / f"q{i}-{voice}.wav"), voice)
             for i, q in enumerate(HELD_OUT)
             for voice in ("piper", "espeak")
         ]
         questions = questions[: args.limit]
-        plan = [(row, questions, ROWS[row]) for row in rows]
+        woken = [
+            Item(say(WAKE_WORD + q, "piper", work / f"w{i}.wav"), "piper") for i, q in enumerate(HELD_OUT)
+        ][: args.limit]
+        plan = [(row, woken if row == "wake" else questions, ROWS[row]) for row in rows]
         if args.paused:
             paused = [
-                Item(path, whole, whole[: -len(second)].strip()) for path, whole, second in paused_set(work)
+                Item(path, "", whole, whole[: -len(second)].strip())
+                for path, whole, second in paused_set(work)
             ]
             plan.append(("paused", paused[: args.limit], []))
         for row, items, flags in plan:
@@ -398,8 +414,15 @@ def main() -> int:
     if args.json:
         print(json.dumps(summary, indent=2, ensure_ascii=False))
         return 0
+    report(summary)
+    return 0
+
+
+def report(summary: dict[str, Any]) -> None:
+    """The figures as a table, the ratios, and what was cut early."""
+    results, alignment_ms = summary["rows"], summary["alignment_ms"]
     aligned = ", ".join("-" if o is None else f"{o:+.1f} ms" for o in alignment_ms)
-    print(f"machine: {summary['machine']}; chat.py: {args.chat}")
+    print(f"machine: {summary['machine']}; chat.py: {summary['chat']}")
     print(f"clock check: a beep played to both devices at once lands {aligned} apart in the recordings")
     print(f"{'row':<10}{'turns':>7}{'TTFA p50':>10}{'p95':>8}{'own p50':>9}{'cut early':>11}")
     for row, r in results.items():
@@ -407,6 +430,17 @@ def main() -> int:
         cut = f"{r['cut_early']} of {r['paused']}" if "paused" in r else "-"
         cells = [f"{v:.3f}" if v is not None else "-" for v in (p50, p95, own)]
         print(f"{row:<10}{r['measured']:>7}{cells[0]:>10}{cells[1]:>8}{cells[2]:>9}{cut:>11}")
+    if "wake" in results and "default" in results:
+        plain = [
+            t["ttfa_device"]
+            for t in results["default"]["turns"]
+            if t.get("voice") == "piper" and "ttfa_device" in t
+        ]
+        w, d = results["wake"]["ttfa_device_p50"], percentile(plain, 0.5)
+        if w and d:
+            print(
+                f"--wake, in one breath with the question, against the same questions (piper): {w / d:.2f}x"
+            )
     if "binary" in results and "default" in results:
         b, d = results["binary"]["ttfa_device_p50"], results["default"]["ttfa_device_p50"]
         if b and d:
@@ -415,7 +449,6 @@ def main() -> int:
         for t in r["turns"]:
             if t.get("cut"):
                 print(f"{row}: cut early: heard {t['user']!r}, then {t.get('then')}")
-    return 0
 
 
 if __name__ == "__main__":
