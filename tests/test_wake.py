@@ -4,6 +4,7 @@ its runtimes), and the hands-free loop that only answers what is addressed to it
 from __future__ import annotations
 
 import io
+import time
 import zipfile
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from test_loops import (
 )
 
 import talkgpt4all.audio.vad as vad
-from fakes import FakeChat, FakeDisplay, FakeSink, FakeSynth, FakeTranscriber, make_session
+from fakes import FakeChat, FakeDisplay, FakeSink, FakeSynth, FakeTranscriber, make_session, settings
 from talkgpt4all import loops
 from talkgpt4all.audio import SAMPLE_RATE
 from talkgpt4all.audio.vad import VadOptions
@@ -468,3 +469,35 @@ def test_talking_over_a_reply_needs_no_wake_word(monkeypatch):
     assert finished(thread, outcome) == ExitCode.OK
     assert display.lines[1].endswith("[interrupted]"), display.lines
     assert display.lines[2] == "You: What is the capital of France?", display.lines
+
+
+# ------------------------------------------------------------------ a Chinese wake phrase, real speech
+
+
+def test_a_chinese_wake_phrase_on_real_mandarin_speech_heard_by_whisper():
+    """--wake-phrase 太乙真人 on F5-TTS's real Mandarin clip ("对，这就是我，万人敬仰的太乙真人。"), through
+    Whisper base: the turn is the clip without the phrase (Whisper writes 太以真人, and it is found all
+    the same). Another Mandarin clip, without it, is no turn and never reaches the model."""
+    from clips import real_clips
+    from talkgpt4all.audio import load_audio
+    from talkgpt4all.language import ChineseScript
+    from talkgpt4all.stt.faster_whisper import FasterWhisperTranscriber
+
+    clips = {name: path for name, path, _, _ in real_clips("zh")}
+    chat, display = FakeChat().enqueue("你好。"), FakeDisplay()
+    session = make_session(
+        chat,
+        display,
+        transcriber=ChineseScript(FasterWhisperTranscriber(None), "simplified"),
+        config=settings(stt={"languages": "en,zh"}, io={"text": True}),
+    )
+    session.wake = Wake("太乙真人", Gate(follow_up=0.0))
+    assert (
+        session.hear(load_audio(clips["audioeval-zh-jishu.wav"]), time.perf_counter(), addressed=False)
+        is None
+    )
+    assert chat.calls == [] and display.lines == []
+    result = session.hear(load_audio(clips["f5-basic_ref_zh.wav"]), time.perf_counter(), addressed=False)
+    assert result is not None and result.language == "zh"
+    assert "真人" not in result.user and "万人" in result.user and result.user.startswith("对"), result.user
+    assert chat.calls[0][-1]["content"].startswith(result.user)
