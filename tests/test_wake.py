@@ -501,3 +501,20 @@ def test_a_chinese_wake_phrase_on_real_mandarin_speech_heard_by_whisper():
     assert result is not None and result.language == "zh"
     assert "真人" not in result.user and "万人" in result.user and result.user.startswith("对"), result.user
     assert chat.calls[0][-1]["content"].startswith(result.user)
+
+
+def test_the_config_file_knows_the_wake_settings_and_checks_them(tmp_path):
+    from conftest import run_chat
+
+    config = tmp_path / "talk.toml"
+    config.write_text('vad = true\nwake = "hey_jarvis"\nfollow-up = 3\nno-chime = true\n')
+    run = run_chat("--config", str(config), "--print-config", timeout=60)
+    assert run.returncode == ExitCode.OK, run.stderr
+    shown = {line.split(" = ")[0]: line for line in run.stdout.splitlines() if " = " in line}
+    assert shown["wake"] == 'wake = "hey_jarvis"  # the config file'
+    assert shown["follow-up"] == "follow-up = 3.0  # the config file"
+    assert shown["no-chime"] == "no-chime = true  # the config file"
+    config.write_text('vad = true\nwake-phrase = "computer"\nfollow-up = -2\n')
+    run = run_chat("--config", str(config), "--print-config", timeout=60)
+    assert run.returncode == ExitCode.USAGE and "follow-up" in run.stderr and "too small" in run.stderr
+    assert len(run.stderr.strip().splitlines()) == 1, run.stderr
