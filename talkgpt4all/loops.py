@@ -653,7 +653,10 @@ class Attention:
     def woken(self) -> None:
         assert self.wake is not None
         self.chime()
-        if self.listener().hearing():  # the question goes on in the same breath
+        listener = self.listener()
+        if listener.replying.is_set():  # (the phrase found in a turn's words: the status is the turn's)
+            return
+        if listener.hearing():  # the question goes on in the same breath
             self.line.show("hearing", level=self._level)
         else:
             self.line.show("listening", level=self._level, words=self.wake.waiting)

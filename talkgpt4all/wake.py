@@ -420,11 +420,11 @@ class Wake:
 
     def accept(self, text: str, addressed: bool) -> str | None:
         """A turn's transcript as the assistant takes it: without the wake phrase (which wakes it, if
-        said), or None when it was not addressed. addressed: the listener knew it was (the gate was open,
-        or the keyword model heard the word in it)."""
+        said, with --wake-phrase), or None when it was not addressed. addressed: the listener knew it
+        was (the gate was open, or the keyword model heard the word in it)."""
         rest = self.peek(text, addressed)
-        if rest is not None and find_phrase(text, self.phrase) is not None:
-            self.heard()
+        if self.by_text and rest is not None and find_phrase(text, self.phrase) is not None:
+            self.heard()  # (a keyword model has woken it already, when it heard the word)
         return rest
 
     def peek(self, text: str, addressed: bool) -> str | None:

@@ -131,6 +131,15 @@ def test_a_transcript_is_taken_when_addressed_or_when_it_says_the_phrase_which_w
     assert wake.waiting().startswith("Listening (say your request, ")
 
 
+def test_with_a_keyword_model_the_words_do_not_wake_it_again():
+    """The keyword model woke it when it heard the word; the same word in the turn's transcript, after a
+    long request (the gate closed meanwhile), is only taken out: no second chime."""
+    woken: list[int] = []
+    wake = Wake("hey jarvis", Gate(clock=Clock()), MarkSpotter(), on_wake=lambda: woken.append(1))  # type: ignore[arg-type]
+    assert wake.accept("Hey Jarvis, what time is it?", addressed=True) == "what time is it?"
+    assert woken == [] and not wake.gate.is_open()
+
+
 def test_the_chime_is_short_and_soft():
     sound = chime(22050)
     assert 0.1 < sound.seconds < 0.3 and float(np.abs(sound.samples).max()) <= 0.3
