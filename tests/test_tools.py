@@ -1,0 +1,132 @@
+"""Tools: calls found in what models write (as it streams), calls run with a timeout and their failures
+given back as results, and the built-in time and timer tools."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+import time
+
+import pytest
+
+from talkgpt4all.tools import CallFinder, Tool, Toolbox, ToolCall, check_arguments, find_calls, parse_call
+from talkgpt4all.tools.builtin import Due, Timers, time_tool, timer_tool
+
+
+def pieces(text: str, size: int) -> list[str]:
+    """A reply as a model streams it: a few characters at a time."""
+    return [text[i : i + size] for i in range(0, len(text), size)]
+
+
+@pytest.mark.parametrize("size", [1, 3, 7, 1000])
+def test_a_qwen_tool_call_is_taken_out_of_the_speech_however_it_streams(size):
+    reply = 'Let me check. <tool_call>\n{"name": "get_time", "arguments": {}}\n</tool_call> One moment.'
+    speech, calls = find_calls(pieces(reply, size))
+    assert speech == "Let me check.  One moment."
+    assert calls == [ToolCall("get_time", {})]
+
+
+@pytest.mark.parametrize("size", [1, 5, 1000])
+def test_a_llama_bare_json_call_is_a_call_and_never_speech(size):
+    reply = '{"name": "set_timer", "parameters": {"seconds": 180, "message": "Tea is ready."}}'
+    speech, calls = find_calls(pieces(reply, size))
+    assert speech == ""
+    assert calls == [ToolCall("set_timer", {"seconds": 180, "message": "Tea is ready."})]
+
+
+def test_two_bare_calls_and_a_reply_that_only_looks_like_json():
+    speech, calls = find_calls(['{"name": "a", "parameters": {}}; {"name": "b", "parameters": {"x": 1}}'])
+    assert speech == "" and [c.name for c in calls] == ["a", "b"]
+    speech, calls = find_calls(["{Curly braces} are used in C."])
+    assert speech == "{Curly braces} are used in C." and calls == []
+
+
+def test_text_with_a_lone_angle_bracket_is_kept_and_a_broken_call_is_not_spoken():
+    speech, calls = find_calls(pieces("3 < 4 and <tool is a word.", 2))
+    assert speech == "3 < 4 and <tool is a word." and calls == []
+    finder = CallFinder()
+    said = finder.feed("Sure. <tool_call>{not json}</tool_call>Done.") + finder.flush()
+    assert said == "Sure. Done." and finder.calls == [] and finder.broken == ["{not json}"]
+
+
+def test_openai_arguments_come_as_a_json_string():
+    assert parse_call('{"name": "get_time", "arguments": "{}", "id": "call_1"}') == ToolCall(
+        "get_time", {}, "call_1"
+    )
+    assert parse_call('{"name": "x", "arguments": "not json"}') is None
+    assert parse_call("[1, 2]") is None
+
+
+def test_arguments_are_checked_against_the_schema():
+    schema = timer_tool(Timers(lambda due: None)).parameters
+    assert check_arguments({"seconds": 5}, schema) is None
+    assert check_arguments({}, schema) == "missing argument seconds"
+    assert check_arguments({"seconds": "five"}, schema) == "seconds should be a number"
+    assert check_arguments({"seconds": True}, schema) == "seconds should be a number"
+    assert check_arguments({"seconds": 5, "volume": 3}, schema) == "unknown argument 'volume'"
+
+
+def test_a_call_that_fails_or_hangs_or_names_no_tool_is_a_one_line_result_for_the_model():
+    box = Toolbox()
+    release = threading.Event()
+    box.add(Tool("boom", "fails", {"type": "object"}, lambda: 1 / 0))
+    box.add(Tool("slow", "hangs", {"type": "object"}, lambda: release.wait(30), timeout=0.3))
+    box.add(Tool("echo", "says it back", {"type": "object"}, lambda **kw: kw))
+    failed = box.call(ToolCall("boom", {}))
+    assert failed.error and failed.content == "error: boom failed: division by zero"
+    began = time.monotonic()
+    hung = box.call(ToolCall("slow", {}))
+    assert hung.error and hung.content == "error: slow took more than 0.3 s"
+    assert time.monotonic() - began < 2
+    release.set()
+    missing = box.call(ToolCall("nope", {}))
+    assert missing.error and "there is no tool 'nope'" in missing.content and "echo" in missing.content
+    said = box.call(ToolCall("echo", {"word": "héllo"}))
+    assert not said.error and said.content == '{"word": "héllo"}'
+
+
+def test_a_call_is_cancelled_at_once_by_a_stop():
+    box = Toolbox()
+    box.add(Tool("slow", "hangs", {"type": "object"}, lambda: time.sleep(5), timeout=30))
+    stop = threading.Event()
+    threading.Timer(0.1, stop.set).start()
+    began = time.monotonic()
+    result = box.call(ToolCall("slow", {}), cancelled=stop)
+    assert result.error and "cancelled" in result.content and time.monotonic() - began < 1
+
+
+def test_two_tools_of_one_name_are_refused():
+    box = Toolbox()
+    box.add(time_tool())
+    with pytest.raises(ValueError, match="two tools are named 'get_time'"):
+        box.add(time_tool())
+
+
+def test_the_time_tool_says_the_local_date_time_and_zone():
+    fixed = dt.datetime(2026, 12, 1, 9, 5, tzinfo=dt.timezone(dt.timedelta(hours=1), "CET"))
+    tool = time_tool(lambda: fixed)
+    assert tool.run() == {
+        "date": "Tuesday 01 December 2026",
+        "time": "09:05",
+        "time_zone": "CET",
+        "iso": "2026-12-01T09:05:00+01:00",
+    }
+    assert tool.schema()["function"]["name"] == "get_time"
+
+
+def test_a_timer_says_its_message_when_due_and_stops_with_the_session():
+    due: list[Due] = []
+    fired = threading.Event()
+    timers = Timers(lambda d: (due.append(d), fired.set()))
+    box = Toolbox()
+    box.add(timer_tool(timers))
+    result = box.call(ToolCall("set_timer", {"seconds": 0.2, "message": "Tea is ready."}))
+    assert not result.error and "Tea is ready." in result.content
+    assert fired.wait(5) and due == [Due("Tea is ready.", 0.2)]
+    box.call(ToolCall("set_timer", {"seconds": 600}))
+    assert timers.running() == 1
+    began = time.monotonic()
+    timers.close()
+    assert timers.running() == 0 and time.monotonic() - began < 1
+    bad = box.call(ToolCall("set_timer", {"seconds": -3}))
+    assert bad.error and "1 second to 24 hours" in bad.content
