@@ -235,17 +235,31 @@ class LiteRt:
 RUNTIMES: dict[str, Callable[[KeywordModel], Runtime]] = {"tflite": CLibrary, "litert": LiteRt}
 
 
-def open_runtime(model: KeywordModel, name: str | None = None) -> Runtime:
-    """The runtime for this platform: pymicro-wakeword's C library where it installs, else LiteRT. name
-    forces one ("tflite" or "litert")."""
+PACKAGES = {"tflite": "pymicro_wakeword", "litert": "ai_edge_litert"}  # what each runtime imports
+
+
+def runtime_name(name: str | None = None) -> str:
+    """The runtime for this platform, found before any model is fetched: pymicro-wakeword's C library
+    where it installs, else LiteRT. name forces one ("tflite" or "litert")."""
+    import importlib.util
+
     order = [name] if name else (["litert"] if sys.platform == "darwin" else ["tflite", "litert"])
     for runtime in order:
-        try:
-            return RUNTIMES[runtime](model)
-        except ImportError as exc:
-            log.debug("wake word runtime %s: %s", runtime, exc)
+        if importlib.util.find_spec(PACKAGES[runtime]) is not None and importlib.util.find_spec(
+            "pymicro_features"
+        ):
+            return runtime
     package = "ai-edge-litert" if order == ["litert"] else "pymicro-wakeword"
     raise MissingDependencyError(f"--wake needs {package}: install the wake extra, {INSTALL_HINT}")
+
+
+def open_runtime(model: KeywordModel, name: str) -> Runtime:
+    try:
+        return RUNTIMES[name](model)
+    except ImportError as exc:  # found, but broken
+        raise MissingDependencyError(
+            f"--wake cannot load its runtime ({exc}): reinstall the wake extra, {INSTALL_HINT}"
+        ) from exc
 
 
 class KeywordSpotter:
@@ -289,8 +303,11 @@ class KeywordSpotter:
 
 
 def open_spotter(spec: str, runtime: str | None = None) -> KeywordSpotter:
+    """The keyword model for --wake on its runtime: a runtime that is not installed is said before a
+    model is looked for (or fetched)."""
+    name = runtime_name(runtime)
     model = resolve_keyword_model(spec)
-    return KeywordSpotter(model, open_runtime(model, runtime))
+    return KeywordSpotter(model, open_runtime(model, name))
 
 
 # ---------------------------------------------------------------------------------------- the phrase

@@ -527,3 +527,20 @@ def test_the_config_file_knows_the_wake_settings_and_checks_them(tmp_path):
     run = run_chat("--config", str(config), "--print-config", timeout=60)
     assert run.returncode == ExitCode.USAGE and "follow-up" in run.stderr and "too small" in run.stderr
     assert len(run.stderr.strip().splitlines()) == 1, run.stderr
+
+
+def test_without_the_wake_extra_one_line_says_what_to_install_and_nothing_is_fetched(monkeypatch):
+    import talkgpt4all.wake as wake
+    from talkgpt4all.errors import MissingDependencyError
+
+    monkeypatch.setattr(wake, "PACKAGES", {"tflite": "no_such_module_a", "litert": "no_such_module_b"})
+    monkeypatch.setattr(wake, "fetch_builtin_models", lambda: pytest.fail("a model was fetched"))
+    monkeypatch.setattr(wake.sys, "platform", "linux")
+    with pytest.raises(MissingDependencyError) as raised:
+        open_spotter("hey_jarvis")
+    assert (
+        str(raised.value) == '--wake needs pymicro-wakeword: install the wake extra, pip install -e ".[wake]"'
+    )
+    monkeypatch.setattr(wake.sys, "platform", "darwin")
+    with pytest.raises(MissingDependencyError, match="--wake needs ai-edge-litert"):
+        open_spotter("hey_jarvis")
