@@ -731,7 +731,11 @@ def hands_free(
         while True:
             attention.idle()
             event = inbox.get()
-            line.clear()
+            # (--wake-phrase: speech the listener could not tell was addressed is transcribed quietly:
+            # the status line goes on waiting unless its words say the phrase)
+            quiet = isinstance(event, Utterance) and not event.addressed
+            if not quiet:
+                line.clear()
             if isinstance(event, EndOfInput):
                 return ExitCode.OK
             if isinstance(event, Failure):
@@ -739,7 +743,7 @@ def hands_free(
             if isinstance(event, Line) and not event.text.strip():
                 continue
             listener.replying.set()
-            if isinstance(event, Utterance):
+            if isinstance(event, Utterance) and not quiet:
                 line.show("thinking")
             try:
                 result = _reply_to(session, keyboard, event)

@@ -394,9 +394,10 @@ def test_with_a_wake_phrase_the_transcript_decides_and_the_phrase_alone_waits_fo
     wake = Wake("computer", Gate(follow_up=0.0))
     audio = [silence(0.3), loud(0.8), silence(1.0), loud(0.5), silence(1.0), loud(0.8)]
     mic = FakeMic(np.concatenate(audio))
-    keys, _, thread, outcome = run_hands_free(session, mic, wake, monkeypatch, chimes)
+    keys, err, thread, outcome = run_hands_free(session, mic, wake, monkeypatch, chimes)
     wait_until(lambda: "AI: It is noon." in display.lines)
     assert [call[-1]["content"] for call in chat.calls] == ["What time is it?"]
+    assert err.getvalue().count("Thinking…") == 1  # speech not for it was transcribed quietly
     assert display.lines[0] == "You: What time is it?"
     assert chimes == [1]
     assert session.conversation.messages[1:] == [
