@@ -28,10 +28,14 @@ HELD_OUT = [
     "Can you recommend a good book?",
     "What should I cook for dinner tonight?",
 ]
+# Mandarin questions, with their pinyin: Debian 12's espeak-ng reads Chinese characters as pinyin with
+# the tone numbers said in English ("fa three guo two ..."), which Whisper hears as English. From pinyin,
+# with its cmn-latn-pinyin voice, it speaks Mandarin (robotic; Whisper base hears 法国的首都是哪里 as
+# 啊我的手都是哈利, but in Chinese).
 CHINESE = [
-    ("法国的首都是哪里？", "zh"),
-    ("一个星期有几天？", "zh"),
-    ("今天天气怎么样？", "zh"),
+    ("法国的首都是哪里？", "zh", "fa3 guo2 de5 shou3 du1 shi4 na3 li3?"),
+    ("一个星期有几天？", "zh", "yi2 ge4 xing1 qi1 you3 ji3 tian1?"),
+    ("今天天气怎么样？", "zh", "jin1 tian1 tian1 qi4 zen3 me5 yang4?"),
 ]
 # A sentence with a pause inside it: its first half, its second half. Held out from the endpoint's tuning.
 PAUSED = [

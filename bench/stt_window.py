@@ -11,7 +11,8 @@ the language chosen among all of Whisper's, and among the user's (--languages en
 those two.
 
 Clips: questions (three tuned on, six held out) spoken by piper's joe and by espeak-ng's default,
-British and American English voices; three Chinese questions by espeak-ng's Mandarin voice;
+British and American English voices; three Chinese questions by espeak-ng's Mandarin voice, from their
+pinyin (bench/speech.py says why);
 pytest-audioeval's English and Mandarin clips; F5-TTS's real English and Mandarin reference recordings
 (see tests/clips.py and bench/speech.py for where they come from).
 
@@ -92,9 +93,9 @@ def clips(work: Path) -> list[tuple[str, Path, str, str]]:
         for voice in VOICES:
             name = f"q{i}-{voice.replace(':', '-')}.wav"
             found.append((name, say(question, voice, work / name), question, "en"))
-    for i, (question, language) in enumerate(CHINESE):
-        name = f"zh{i}-espeak-cmn.wav"
-        found.append((name, say(question, "espeak:cmn", work / name), question, language))
+    for i, (question, language, pinyin) in enumerate(CHINESE):
+        name = f"zh{i}-espeak-cmn-pinyin.wav"
+        found.append((name, say(pinyin, "espeak:cmn-latn-pinyin", work / name), question, language))
     found += [(name, path, text, lang) for name, path, text, lang in real_clips()]
     return found
 
