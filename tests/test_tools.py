@@ -4,8 +4,11 @@ given back as results, and the built-in time and timer tools."""
 from __future__ import annotations
 
 import datetime as dt
+import http.server
+import json
 import threading
 import time
+from typing import ClassVar
 
 import pytest
 
@@ -130,3 +133,54 @@ def test_a_timer_says_its_message_when_due_and_stops_with_the_session():
     assert timers.running() == 0 and time.monotonic() - began < 1
     bad = box.call(ToolCall("set_timer", {"seconds": -3}))
     assert bad.error and "1 second to 24 hours" in bad.content
+
+
+class _ToolServer(http.server.BaseHTTPRequestHandler):
+    """A stand-in OpenAI server that answers with a streamed tool call, as OpenAI's API and llama-server
+    --jinja stream them: a few words, then the call's id and name, then its arguments' JSON in pieces."""
+
+    asked: ClassVar[list[dict]] = []
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        _ToolServer.asked.append(body)
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.end_headers()
+        deltas = [
+            {"content": "Let me look."},
+            {
+                "tool_calls": [
+                    {"index": 0, "id": "call_7", "type": "function", "function": {"name": "set_timer"}}
+                ]
+            },
+            {"tool_calls": [{"index": 0, "function": {"arguments": '{"seconds": 18'}}]},
+            {"tool_calls": [{"index": 0, "function": {"arguments": '0, "message": "Tea is ready."}'}}]},
+        ]
+        for i, delta in enumerate(deltas):
+            event = {
+                "choices": [{"delta": delta, "finish_reason": "tool_calls" if i == len(deltas) - 1 else None}]
+            }
+            self.wfile.write(f"data: {json.dumps(event)}\n\n".encode())
+        self.wfile.write(b"data: [DONE]\n\n")
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_a_servers_streamed_tool_call_comes_out_whole_and_is_found_like_a_local_models():
+    from talkgpt4all.llm import GenerationOptions
+    from talkgpt4all.llm.remote import OpenAIChatModel
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _ToolServer)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        model = OpenAIChatModel(f"http://127.0.0.1:{server.server_address[1]}/v1", "m", None, 4096)
+        tools = [timer_tool(Timers(lambda due: None)).schema()]
+        messages = [{"role": "user", "content": "Set a tea timer for three minutes."}]
+        speech, calls = find_calls(model.stream(messages, GenerationOptions(64, 0.0, -1), tools=tools))
+    finally:
+        server.shutdown()
+    assert _ToolServer.asked[-1]["tools"] == tools
+    assert speech == "Let me look."
+    assert calls == [ToolCall("set_timer", {"seconds": 180, "message": "Tea is ready."}, "call_7")]

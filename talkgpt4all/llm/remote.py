@@ -102,7 +102,12 @@ class OpenAIChatModel:
     def count_tokens(self, messages: list[Message]) -> int:
         return estimate_tokens(messages)
 
-    def stream(self, messages: list[Message], options: GenerationOptions) -> Generator[str, None, None]:
+    def stream(
+        self, messages: list[Message], options: GenerationOptions, tools: list[dict[str, Any]] | None = None
+    ) -> Generator[str, None, None]:
+        """The reply's text as it comes. With tools, the server's streamed tool calls (pieces of JSON
+        by index) come at the end, each whole, as `<tool_call>{...}</tool_call>` text: the way the
+        in-process models write them, for one CallFinder to take out (talkgpt4all/tools)."""
         import requests
 
         body: dict[str, Any] = {
@@ -114,31 +119,28 @@ class OpenAIChatModel:
         }
         if options.seed >= 0:
             body["seed"] = options.seed
+        if tools:
+            body["tools"] = tools
+        calls: dict[int, dict[str, str]] = {}
         self.last_evaluated = None
         response = self.request("POST", "/chat/completions", json=body, stream=True)
-        finished = False  # a finish_reason was sent: the reply is whole even without "[DONE]"
+        finished = False  # a finish_reason was sent (or "[DONE]"): the reply is whole
         try:
-            # Bytes, decoded here: server-sent events are UTF-8 by definition, but a server that says
-            # only "text/event-stream" would be decoded by requests as ISO-8859-1 (café -> cafÃ©).
-            for raw in response.iter_lines():
-                line = raw.decode("utf-8", errors="replace")
-                if not line.startswith("data:"):
-                    continue
-                payload = line[len("data:") :].strip()
-                if payload == "[DONE]":
-                    return
-                event = json.loads(payload)
-                if not isinstance(event, dict):
-                    raise json.JSONDecodeError("not an object", payload, 0)
+            for event in _events(response):
+                if event is None:
+                    finished = True
+                    break
                 evaluated = evaluated_tokens(event)
                 if evaluated is not None:
                     self.last_evaluated = evaluated
                 choices = event.get("choices") or []
-                text = (choices[0].get("delta") or {}).get("content") if choices else None
+                delta = (choices[0].get("delta") or {}) if choices else {}
+                _gather(calls, delta.get("tool_calls") or [])
                 finished = finished or bool(choices and choices[0].get("finish_reason"))
-                if text:
+                if text := delta.get("content"):
                     yield text
             if finished:
+                yield from _tool_calls(calls)
                 return
             raise LLMServerError(f"the LLM server at {self.url} ended the reply without finishing it")
         except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
@@ -158,3 +160,37 @@ class OpenAIChatModel:
 
     def close(self) -> None:
         self._server.http.close()
+
+
+def _events(response: Any) -> Generator[dict[str, Any] | None, None, None]:
+    """The stream's events, parsed; None for "[DONE]", the end. Bytes, decoded here: server-sent events
+    are UTF-8 by definition, but a server that says only "text/event-stream" would be decoded by requests
+    as ISO-8859-1 (café -> cafÃ©)."""
+    for raw in response.iter_lines():
+        line = raw.decode("utf-8", errors="replace")
+        if not line.startswith("data:"):
+            continue
+        payload = line[len("data:") :].strip()
+        if payload == "[DONE]":
+            yield None
+            return
+        event = json.loads(payload)
+        if not isinstance(event, dict):
+            raise json.JSONDecodeError("not an object", payload, 0)
+        yield event
+
+
+def _gather(calls: dict[int, dict[str, str]], pieces: list[dict[str, Any]]) -> None:
+    """Streamed tool calls come in pieces, by index: the id and name once, the arguments' JSON text in
+    parts."""
+    for piece in pieces:
+        call = calls.setdefault(int(piece.get("index", len(calls))), {"id": "", "name": "", "arguments": ""})
+        call["id"] = piece.get("id") or call["id"]
+        function = piece.get("function") or {}
+        call["name"] = function.get("name") or call["name"]
+        call["arguments"] += function.get("arguments") or ""
+
+
+def _tool_calls(calls: dict[int, dict[str, str]]) -> Generator[str, None, None]:
+    for _, call in sorted(calls.items()):
+        yield "<tool_call>" + json.dumps(call, ensure_ascii=False) + "</tool_call>"
