@@ -96,12 +96,16 @@ def paused_sentence(first: str, second: str, pause: float, voice: str, folder: P
     a = voiced(_load(say(first, voice, folder / f"{name}-a.wav")))
     b = voiced(_load(say(second, voice, folder / f"{name}-b.wav")))
     joined = np.concatenate([a, np.zeros(int(pause * RATE), np.float32), b])
-    path = folder / f"{name}.wav"
+    return write_wav(folder / f"{name}.wav", joined)
+
+
+def write_wav(path: Path, samples: np.ndarray) -> Path:
+    """16 kHz float samples as a 16-bit PCM WAV file, for paplay and the program."""
     with wave.open(str(path), "wb") as out:
         out.setnchannels(1)
         out.setsampwidth(2)
         out.setframerate(RATE)
-        out.writeframes((np.clip(joined, -1, 1) * 32767).astype(np.int16).tobytes())
+        out.writeframes((np.clip(samples, -1, 1) * 32767).astype(np.int16).tobytes())
     return path
 
 

@@ -30,7 +30,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import wave
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +41,7 @@ sys.path.insert(0, str(ROOT))
 
 from devices import RATE, Recording, StderrReader, first_sound, last_sound, pulse_server  # noqa: E402
 from echo import room_echo  # noqa: E402
-from speech import HELD_OUT, PAUSED  # noqa: E402
+from speech import HELD_OUT, PAUSED, write_wav  # noqa: E402
 
 from latency import QUESTIONS, machine, percentile  # noqa: E402
 
@@ -237,15 +236,6 @@ def cpu_seconds(pid: int) -> float:
 
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def write_wav(path: Path, samples: np.ndarray) -> Path:
-    with wave.open(str(path), "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(RATE)
-        out.writeframes((np.clip(samples, -1, 1) * 32767).astype(np.int16).tobytes())
-    return path
 
 
 def on_devices(model: str, idle: float, work: Path) -> dict[str, Any]:

@@ -367,8 +367,6 @@ def test_the_level_meter_moves_with_sound_and_rests_in_silence(pulse: dict[str, 
 
 def paused_sentence(voice: str, first: str, second: str, pause: float, folder: Path) -> Path:
     """The two halves, each spoken alone (so the first ends as a sentence would), joined by a pause."""
-    import wave
-
     from test_turn import piper_says, voiced
 
     if voice == "piper":
@@ -377,12 +375,18 @@ def paused_sentence(voice: str, first: str, second: str, pause: float, folder: P
         a = voiced(load_audio(speak_to_file(first, folder / "a.wav")))
         b = voiced(load_audio(speak_to_file(second, folder / "b.wav")))
     joined = np.concatenate([np.zeros(8000, np.float32), a, np.zeros(int(pause * 16000), np.float32), b])
-    path = folder / "paused.wav"
+    return write_wav(folder / "paused.wav", joined)
+
+
+def write_wav(path: Path, samples: np.ndarray) -> Path:
+    """16 kHz float samples as a 16-bit PCM WAV file, for paplay."""
+    import wave
+
     with wave.open(str(path), "wb") as out:
         out.setnchannels(1)
         out.setsampwidth(2)
         out.setframerate(16000)
-        out.writeframes((np.clip(joined, -1, 1) * 32767).astype(np.int16).tobytes())
+        out.writeframes((np.clip(samples, -1, 1) * 32767).astype(np.int16).tobytes())
     return path
 
 
@@ -429,18 +433,10 @@ def test_a_sentence_with_a_pause_in_the_middle_is_one_turn_answered_after_its_en
 
 def piper_wav(text: str, folder: Path, name: str) -> Path:
     """Joe (piper) says it, with half a second of silence before, as a 16 kHz WAV for paplay."""
-    import wave
-
     from test_turn import piper_says
 
     samples = np.concatenate([np.zeros(8000, np.float32), piper_says(text, folder / f"{name}-22k.wav")])
-    path = folder / f"{name}.wav"
-    with wave.open(str(path), "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(16000)
-        out.writeframes((np.clip(samples, -1, 1) * 32767).astype(np.int16).tobytes())
-    return path
+    return write_wav(folder / f"{name}.wav", samples)
 
 
 def test_with_a_wake_word_only_what_follows_it_is_answered_and_follow_ups_for_a_while(

@@ -306,7 +306,7 @@ def with_energy_vad(monkeypatch) -> None:
     monkeypatch.setattr(vad, "Segmenter", lambda options, **hooks: original(options, vad=energy_vad, **hooks))
 
 
-def run_hands_free(session, mic, wake, monkeypatch, chimes: list[int]):
+def run_hands_free(session, mic, wake, monkeypatch, chimes: list[int], barge_in: bool = False):
     with_energy_vad(monkeypatch)
     keys, err = Keys(), io.StringIO()
     session.wake = wake
@@ -317,6 +317,7 @@ def run_hands_free(session, mic, wake, monkeypatch, chimes: list[int]):
             VadOptions(silence_ms=200),
             keys.stream,
             err,
+            barge_in=barge_in,
             wake=wake,
             chime=lambda: chimes.append(1),
         )
@@ -455,21 +456,7 @@ def test_talking_over_a_reply_needs_no_wake_word(monkeypatch):
     )
     wake = Wake("hey jarvis", Gate(follow_up=0.0), MarkSpotter())  # type: ignore[arg-type]
     mic = FakeMic(np.concatenate([silence(0.3), wake_word(), loud(0.6)]))
-    with_energy_vad(monkeypatch)
-    keys = Keys()
-    session.wake = wake
-    thread, outcome = in_thread(
-        lambda: loops.hands_free(
-            session,
-            mic,
-            VadOptions(silence_ms=200),
-            keys.stream,
-            io.StringIO(),
-            barge_in=True,
-            wake=wake,
-            chime=lambda: chimes.append(1),
-        )
-    )
+    keys, _, thread, outcome = run_hands_free(session, mic, wake, monkeypatch, chimes, barge_in=True)
     assert chat.streaming.wait(10)
     wait_until(session.reply_sounded)  # (before its first sound, speech would be the user going on)
     assert not wake.gate.is_open()
