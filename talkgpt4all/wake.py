@@ -439,17 +439,21 @@ class Wake:
         """A turn's transcript as the assistant takes it: without the wake phrase (which wakes it, if
         said, with --wake-phrase), or None when it was not addressed. addressed: the listener knew it
         was (the gate was open, or the keyword model heard the word in it)."""
-        rest = self.peek(text, addressed)
-        if self.by_text and rest is not None and find_phrase(text, self.phrase) is not None:
+        rest, said = self._taken(text, addressed)
+        if said and self.by_text:
             self.heard()  # (a keyword model has woken it already, when it heard the word)
         return rest
 
     def peek(self, text: str, addressed: bool) -> str | None:
         """accept(), without waking: for the work begun in a pause."""
+        return self._taken(text, addressed)[0]
+
+    def _taken(self, text: str, addressed: bool) -> tuple[str | None, bool]:
+        """The text as taken (see accept), and whether it says the phrase (looked for once)."""
         rest = strip_phrase(text, self.phrase)
         if rest is not None:
-            return rest
-        return text if addressed or self.gate.is_open() else None
+            return rest, True
+        return (text if addressed or self.gate.is_open() else None), False
 
 
 def chime(rate: int) -> Audio:
