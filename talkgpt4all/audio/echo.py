@@ -21,6 +21,7 @@ larger install.
 from __future__ import annotations
 
 import logging
+import statistics
 import threading
 import time
 from collections import deque
@@ -78,6 +79,11 @@ class FarEnd:
                 out[lo:hi] = samples[lo - offset : hi - offset]
         return out
 
+    def quiet(self, begin: float, end: float) -> bool:
+        """Whether neither the speakers nor the room's echo of them may be heard from begin to end."""
+        with self._lock:
+            return not any(b <= end and e + ECHO_TAIL >= begin for b, e in self._sound)
+
     def sounding(self, at: float) -> bool:
         """Whether the speakers, or the room's echo of them, may be heard at time at."""
         with self._lock:
@@ -117,6 +123,10 @@ class EchoCanceller:
     """
 
     FILTER = 4096  # taps: 256 ms of echo path after the stamps' alignment
+    # Once the speakers and their echo have been silent this long (the filter's length, and a margin),
+    # both cancellers rest, and the microphone passes through: idle, they cost 4 % of a core for
+    # nothing. Their filters hold only silence by then, so they take up where they were.
+    REST_AFTER = 0.3
 
     def __init__(self, far: FarEnd) -> None:
         pyaec, aec3 = _packages()
@@ -175,6 +185,9 @@ class EchoCanceller:
         whole = len(block) // FRAME * FRAME
         near, self._carry = block[:whole], block[whole:]
         self._carry_start = start + whole / SAMPLE_RATE
+        self.seconds += whole / SAMPLE_RATE
+        if not whole or self.far.quiet(start - self.REST_AFTER, start + whole / SAMPLE_RATE):
+            return near, near, near
         clean = np.empty(whole, np.float32)
         residual = np.empty(whole, np.float32)
         far = self.far.between(start, whole)
@@ -189,7 +202,6 @@ class EchoCanceller:
             self.echo_in += float(np.dot(near, near))
             self.echo_out += float(np.dot(clean, clean))
             self.echo_residual += float(np.dot(residual, residual))
-        self.seconds += whole / SAMPLE_RATE
         self.cpu += time.thread_time() - began
         return near, clean, residual
 
@@ -308,7 +320,7 @@ class Timeline:
             deviation = measured - predicted
             self._deviations.append(deviation)
             steady = (
-                len(self._deviations) == self.STEADY and abs(float(np.median(self._deviations))) > self.DRIFT
+                len(self._deviations) == self.STEADY and abs(statistics.median(self._deviations)) > self.DRIFT
             )
             if abs(deviation) <= self.STALL and not steady:
                 self._frames += frames
