@@ -180,6 +180,10 @@ def wait_for_turns(transcript: Path, count: int = 1, timeout: float = 120) -> No
 # ------------------------------------------------------------------ a stand-in for PortAudio (sounddevice)
 
 
+class CallbackStop(Exception):
+    """sounddevice.CallbackStop: raised by a callback, it stops the stream."""
+
+
 class FakeOutputStream:
     """PortAudio's output stream: a thread that calls back for 10 ms blocks, until it hangs or stops.
     The device holds 8 blocks (80 ms) before they are heard: stop() plays them out, abort() drops them."""
@@ -193,6 +197,7 @@ class FakeOutputStream:
         self.held: list[np.ndarray] = []  # in the device, not heard yet
         self._running = threading.Event()
         self._pumping = threading.Lock()
+        self.calls = 0  # of the callback
         FakeOutputStream.streams.append(self)
 
     @property
@@ -209,7 +214,11 @@ class FakeOutputStream:
             with self._pumping:
                 if not FakeOutputStream.hung and self._running.is_set():
                     out = np.zeros((frames, 1), np.float32)
-                    self.callback(out, frames, None, None)
+                    self.calls += 1
+                    try:
+                        self.callback(out, frames, None, None)
+                    except CallbackStop:  # as PortAudio: the block is played, then the stream is inactive
+                        self._running.clear()
                     self.held.append(out[:, 0].copy())
                     if len(self.held) > 8:
                         self.played.append(self.held.pop(0))
@@ -289,6 +298,7 @@ def fake_portaudio(monkeypatch: pytest.MonkeyPatch) -> types.SimpleNamespace:
         OutputStream=FakeOutputStream,
         InputStream=FakeInputStream,
         PortAudioError=type("PortAudioError", (Exception,), {}),
+        CallbackStop=CallbackStop,
         query_devices=lambda *a, **k: [{"name": "fake", "max_output_channels": 2, "max_input_channels": 2}],
     )
     monkeypatch.setattr(devices_module, "sounddevice", lambda: sd)

@@ -65,6 +65,60 @@ def test_a_reply_stopped_goes_silent_at_once_and_the_next_one_plays(fake_portaud
     sink.close()
 
 
+def test_an_idle_speaker_rests_its_stream_and_the_next_sound_plays_at_once(fake_portaudio, monkeypatch):
+    """Waiting all day for a wake word, a stream playing silence cost 2 % of a core: after REST_SECONDS
+    with nothing to play it stops calling back, and the next reply (or chime) starts it again."""
+    monkeypatch.setattr(devices_module, "REST_SECONDS", 0.1)
+    sink = devices_module.SpeakerSink()
+    sink.prepare(16000)
+    [stream] = FakeOutputStream.streams[-1:]
+    deadline = time.monotonic() + 5
+    while stream.active:
+        assert time.monotonic() < deadline, "the idle stream never rested"
+        time.sleep(0.01)
+    calls = stream.calls
+    time.sleep(0.1)
+    assert stream.calls == calls  # resting: no callbacks
+    sink.begin_reply(1)
+    before = stream.heard()
+    sink.write(tone(0.1))  # returns once the device has taken it all
+    assert FakeOutputStream.streams[-1] is stream
+    deadline = time.monotonic() + 5
+    while stream.heard() < before + 10:
+        assert time.monotonic() < deadline, "the reply was not heard"
+        time.sleep(0.01)
+    sink.close()
+
+
+def test_a_sound_queued_as_the_stream_rests_is_still_played(fake_portaudio, monkeypatch):
+    """The callback decides to rest, under the lock, just before a write queues its audio: the write
+    sees it, and starts the stream again (it would otherwise wait for a stream that stopped)."""
+    monkeypatch.setattr(devices_module, "STALL_SECONDS", 0.5)
+    sink = devices_module.SpeakerSink()
+    sink.prepare(16000)
+    [stream] = FakeOutputStream.streams[-1:]
+    opening = sink._ensure_stream
+    rested = []
+
+    def open_then_rest(rate: int) -> None:
+        opening(rate)
+        if rested:
+            return
+        rested.append(1)
+        monkeypatch.setattr(devices_module, "REST_SECONDS", 0.0)  # the next callback rests
+        deadline = time.monotonic() + 5
+        while stream.active:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        monkeypatch.setattr(devices_module, "REST_SECONDS", 60.0)
+
+    sink._ensure_stream = open_then_rest  # type: ignore[method-assign]
+    sink.begin_reply(1)
+    sink.write(tone(0.1))  # no DeviceError: played
+    assert rested and stream.active and stream.heard()
+    sink.close()
+
+
 def test_a_new_reply_does_not_play_what_was_queued_for_the_last(fake_portaudio):
     sink = devices_module.SpeakerSink()
     sink._ensure_stream(16000)

@@ -329,6 +329,9 @@ class MicStream(_Microphone):
 
 OUTPUT_LATENCY = 0.08  # seconds; PortAudio's "low" (9 ms on PulseAudio) underruns under load
 STALL_SECONDS = 2.0  # the device took no audio for this long while some waited: it stopped playing
+# With nothing to play for this long, the stream rests (it stops calling back: playing silence cost 2 %
+# of a core, waiting all day for a wake word); the next sound starts it again, in a few ms.
+REST_SECONDS = 5.0
 
 
 class SpeakerSink:
@@ -367,6 +370,8 @@ class SpeakerSink:
         self._clock = StreamClock()
         self._stopped = False
         self._taken = 0  # frames the device has asked for so far: it is alive while this grows
+        self._idle = 0  # frames played since the last sound
+        self._resting = False  # the callback stopped the stream for want of anything to play
         self._drained = threading.Event()
         self._drained.set()
         self._stream: Any = None
@@ -383,6 +388,12 @@ class SpeakerSink:
                 self._report(n, frames, when)
             if not len(self._queued):
                 self._drained.set()
+            self._idle = 0 if n else self._idle + frames
+            # Decided under the lock: a write that queues after this sees it, and starts the stream.
+            self._resting = self._resting or self._idle >= REST_SECONDS * self._rate
+            resting = self._resting
+        if resting:
+            raise self._sd.CallbackStop
 
     def _report(self, n: int, frames: int, when: Any) -> None:
         """Tell the echo canceller what this block plays, and when it reaches the speakers."""
@@ -410,10 +421,17 @@ class SpeakerSink:
     def _ensure_stream(self, rate: int) -> None:
         with self._streaming:
             if self._stream is not None and self._rate == rate:
-                if self._stream.active:
+                with self._lock:
+                    resting, self._resting, self._idle = self._resting, False, 0
+                if self._stream.active and not resting:
                     return
-                # stop() aborted it, dropping what it held. The same device and path: the echo
-                # canceller's filter holds, and the new timeline is not a skip.
+                # stop() aborted it, dropping what it held, or it rested. The same device and path: the
+                # echo canceller's filter holds, and the new timeline is not a skip.
+                if resting:
+                    try:
+                        self._stream.stop()  # PortAudio starts only a stopped stream
+                    except self._sd.PortAudioError as exc:
+                        log.debug("the resting speaker: %s", exc)
             else:
                 self.close()
                 try:
@@ -487,7 +505,9 @@ class SpeakerSink:
                 at16 = resample(audio.samples, audio.sample_rate, SAMPLE_RATE)
                 self._queued16 = np.concatenate([self._queued16, at16])
             self._drained.clear()
-            taken = self._taken
+            taken, resting = self._taken, self._resting
+        if resting:  # it rested just before the audio was queued
+            self._ensure_stream(audio.sample_rate)
         since = time.monotonic()
         while not self._drained.wait(0.02):
             with self._lock:
@@ -528,6 +548,9 @@ class SpeakerSink:
             if self.far is not None:
                 self._queued16 = resample(audio.samples, audio.sample_rate, SAMPLE_RATE)
                 self._played = self._played16 = 0
+            resting = self._resting
+        if resting:
+            self._ensure_stream(self._rate)
 
     def end_reply(self) -> None:
         # The stream stays open between replies (it plays silence): closing it could cut off what the
