@@ -38,6 +38,9 @@ log = logging.getLogger("talkgpt4all")
 JOIN_TIMEOUT = 2.0  # seconds a thread gets to finish when the loop ends
 MIC_SILENT_TIMEOUT = 5.0  # seconds without a single block from the microphone: it has stopped working
 MIC_RETRY_SECONDS = 0.5  # while the microphone is gone: how often to look for it
+# Waiting for the wake word, this many of the last pieces (3 s) are kept for the voice detector: the
+# word, and the speech before it in the same breath.
+WAITING_PIECES = 94
 WAKE_LATELY_PIECES = 16  # a wake word heard this many pieces (of 32 ms) before speech began is its own
 
 
@@ -289,6 +292,10 @@ class Listener:
         self._on_start = on_start
         self._pieces = 0  # read from the microphone
         self._woken_piece = -(10**9)  # the piece in which the wake word was last heard
+        # Waiting for the wake word, the voice detector rests, and the last pieces wait here: heard, the
+        # word sends them through it at once, so that a request said in the same breath keeps its start.
+        self._waiting: deque[np.ndarray] = deque(maxlen=WAITING_PIECES)
+        self._catching_up = False
         self.level = METER_FLOOR_DB  # of the last piece heard, in dBFS: the status line's meter
         self.replying = threading.Event()
         self.sounded = sounded
@@ -328,6 +335,8 @@ class Listener:
 
     def _paused(self, audio: np.ndarray) -> None:
         assert self._on_pause is not None
+        if self._catching_up:
+            return
         if self.wake is None or self.wake.addressed_now or self.wake.by_text:
             self._on_pause(self._carrying(audio))
 
@@ -343,17 +352,59 @@ class Listener:
                 return  # not (yet) for the assistant
         self._on_start(replying)
 
-    def _hear_wake_word(self, chunk: np.ndarray) -> None:
-        """The keyword model hears every piece, so that its state follows the stream."""
+    def _hear_wake_word(self, chunk: np.ndarray) -> bool:
+        """The keyword model hears every piece, so that its state follows the stream. Whether it heard
+        the word (outside a reply) in this one."""
         wake = self.wake
         if wake is None or wake.spotter is None or not wake.spotter.feed(chunk):
-            return
+            return False
         if self.replying.is_set():  # the reply's own words, or a barge-in, which needs no wake word
-            return
+            return False
         log.info("wake word heard (at %.3f)", time.perf_counter())
         wake.addressed_now = True
         self._woken_piece = self._pieces
         wake.heard()
+        return True
+
+    def _waits(self, chunk: np.ndarray) -> bool:
+        """The keyword model hears the piece; whether it waits, unheard by the voice detector."""
+        if self._hear_wake_word(chunk) and self._waiting:
+            self._catch_up()
+        if self._dormant():
+            self._waiting.append(chunk)
+            return True
+        self._waiting.clear()
+        return False
+
+    def _dormant(self) -> bool:
+        """Waiting for the keyword model, with nothing else to listen for: no reply, the gate shut, no
+        utterance under way. (With a wake phrase, every utterance is transcribed: never.)"""
+        wake, segmenter = self.wake, self._segmenter
+        return (
+            wake is not None
+            and wake.spotter is not None
+            and not wake.addressed_now
+            and not self.replying.is_set()
+            and not wake.gate.is_open()
+            and not segmenter.speaking
+            and not segmenter.starting
+            and self._carried is None
+        )
+
+    def _catch_up(self) -> None:
+        """The wake word was heard while the voice detector rested: it goes through the pieces it
+        missed, from a clean start. An utterance that ends among them ended before the word: not for
+        the assistant."""
+        segmenter = self._segmenter
+        segmenter.reset()
+        self._catching_up = True  # no speculation on pauses already over
+        try:
+            for piece in self._waiting:
+                if segmenter.feed(piece) is not None:
+                    log.debug("speech before the wake word: not for the assistant")
+        finally:
+            self._catching_up = False
+        self._waiting.clear()
 
     def _addressed(self) -> bool:
         """Whether the utterance that just ended is for the assistant, as far as the listener knows."""
@@ -392,7 +443,8 @@ class Listener:
                 self.level = level_db(chunk)
                 recorded.append(self.mic.captured_at)
                 self._pieces += 1
-                self._hear_wake_word(chunk)
+                if self._waits(chunk):
+                    continue
                 if self.replying.is_set() and not self.barge_in and self.sounded():
                     segmenter.reset()
                     continue

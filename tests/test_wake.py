@@ -7,6 +7,7 @@ import io
 import time
 import zipfile
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pytest
@@ -351,6 +352,59 @@ def test_with_a_wake_word_speech_without_it_is_never_transcribed_and_with_it_is_
     assert chimes == [1]
     assert "Say 'hey jarvis'" in err.getvalue()
     assert listener_threads() == []
+
+
+def test_waiting_for_the_wake_word_runs_no_voice_detector_and_the_request_keeps_its_start(monkeypatch):
+    """Idle with --wake, only the keyword model hears the microphone: the voice detector and the
+    segmenter rest. When the word is heard, the last seconds are gone through at once, so "Hey Jarvis,
+    what time is it" in one breath is one turn from its first sound."""
+    chat, display, chimes = FakeChat().enqueue("It is noon."), FakeDisplay(), []
+
+    class Heard(Scripted):
+        lengths: ClassVar[list[int]] = []
+
+        def transcribe(self, audio: np.ndarray, language: str | None = None) -> Transcript:
+            self.lengths.append(len(audio))
+            return super().transcribe(audio, language)
+
+    transcriber = Heard("Hey Jarvis, what time is it?")
+    session = make_session(chat, display, transcriber=transcriber)
+    wake = Wake("hey jarvis", Gate(follow_up=0.0), MarkSpotter())  # type: ignore[arg-type]
+    before = np.concatenate([silence(2.0), loud(1.0), silence(1.5)])  # speech without the wake word
+    mic = FakeMic(np.concatenate([before, loud(0.5), wake_word(), loud(0.8)]))
+    calls: list[int] = []
+
+    def counting_vad(chunk: np.ndarray) -> float:
+        calls.append(mic.position)
+        return energy_vad(chunk)
+
+    original = vad.Segmenter
+    monkeypatch.setattr(
+        vad, "Segmenter", lambda options, **hooks: original(options, vad=counting_vad, **hooks)
+    )
+    keys, err = Keys(), io.StringIO()
+    session.wake = wake
+    thread, outcome = in_thread(
+        lambda: loops.hands_free(
+            session,
+            mic,
+            VadOptions(silence_ms=200),
+            keys.stream,
+            err,
+            wake=wake,
+            chime=lambda: chimes.append(1),
+        )
+    )
+    wait_until(lambda: "AI: It is noon." in display.lines)
+    keys.ctrl_d()
+    assert finished(thread, outcome) == ExitCode.OK
+    # Before the word, nothing ran the voice detector but the burst at the word (that read the chunks
+    # already read, at one position).
+    while_waiting = [at for at in calls if at <= len(before) + len(loud(0.5))]
+    assert len(set(while_waiting)) <= 1
+    # The turn holds the speech from before the word: its first half second, the word, the question.
+    assert transcriber.lengths[0] >= len(loud(0.5)) + len(wake_word()) + len(loud(0.8))
+    assert [call[-1]["content"] for call in chat.calls] == ["what time is it?"]
 
 
 def test_a_follow_up_inside_the_window_needs_no_wake_word_and_one_after_it_is_not_heard(monkeypatch):
