@@ -365,7 +365,10 @@ def strip_phrase(text: str, phrase: str) -> str | None:
         return None
     before, after = text[: found[0]].rstrip(_PUNCTUATION), text[found[1] :].lstrip(_PUNCTUATION)
     if not before:
-        return after
+        # The request now begins the sentence: as it would be written alone, so that the model gets
+        # the same words as without a wake word ("Hey Jarvis, what time…" → "What time…").
+        starts_upper = text[:1].isupper()
+        return after[:1].upper() + after[1:] if starts_upper and after[:1].islower() else after
     return f"{before} {after}".strip() if after else before
 
 

@@ -48,7 +48,7 @@ from talkgpt4all.wake import (
 @pytest.mark.parametrize(
     ("text", "phrase", "rest"),
     [
-        ("Hey Jarvis, what time is it?", "hey jarvis", "what time is it?"),
+        ("Hey Jarvis, what time is it?", "hey jarvis", "What time is it?"),  # as if said alone
         ("Hey, Jarvis! What time is it?", "hey jarvis", "What time is it?"),
         ("hey travis what time is it", "hey jarvis", "what time is it"),  # Whisper's spelling
         ("Hey Jarvis.", "hey jarvis", ""),
@@ -59,8 +59,8 @@ from talkgpt4all.wake import (
         (
             "Ｈｅｙ Ｊａｒｖｉｓ，ｗｈａｔ ｔｉｍｅ？",
             "hey jarvis",
-            "ｗｈａｔ ｔｉｍｅ？",
-        ),  # full-width, kept as written
+            "Ｗｈａｔ ｔｉｍｅ？",
+        ),  # full-width, kept so
     ],
 )
 def test_the_wake_phrase_is_found_however_whisper_writes_it_and_taken_out(text, phrase, rest):
@@ -124,9 +124,9 @@ def test_a_transcript_is_taken_when_addressed_or_when_it_says_the_phrase_which_w
     assert wake.accept("What time is it?", addressed=False) is None
     assert wake.accept("What time is it?", addressed=True) == "What time is it?"
     assert woken == []
-    assert wake.peek("Computer, what time is it?", addressed=False) == "what time is it?"
+    assert wake.peek("Computer, what time is it?", addressed=False) == "What time is it?"
     assert woken == []  # peeking (the work begun in a pause) does not wake it
-    assert wake.accept("Computer, what time is it?", addressed=False) == "what time is it?"
+    assert wake.accept("Computer, what time is it?", addressed=False) == "What time is it?"
     assert woken == [1]
     assert wake.accept("And tomorrow?", addressed=False) == "And tomorrow?"  # the gate is open now
     assert wake.waiting().startswith("Listening (say your request, ")
@@ -137,7 +137,7 @@ def test_with_a_keyword_model_the_words_do_not_wake_it_again():
     long request (the gate closed meanwhile), is only taken out: no second chime."""
     woken: list[int] = []
     wake = Wake("hey jarvis", Gate(clock=Clock()), MarkSpotter(), on_wake=lambda: woken.append(1))  # type: ignore[arg-type]
-    assert wake.accept("Hey Jarvis, what time is it?", addressed=True) == "what time is it?"
+    assert wake.accept("Hey Jarvis, what time is it?", addressed=True) == "What time is it?"
     assert woken == [] and not wake.gate.is_open()
 
 
@@ -347,8 +347,8 @@ def test_with_a_wake_word_speech_without_it_is_never_transcribed_and_with_it_is_
     # The first utterance (no wake word) was never transcribed: the one transcription is the turn's.
     assert transcriber.calls == 1
     [call] = chat.calls
-    assert call[-1]["content"] == "what time is it?"
-    assert display.lines[0] == "You: what time is it?" and "Didn't catch that" not in "".join(display.lines)
+    assert call[-1]["content"] == "What time is it?"
+    assert display.lines[0] == "You: What time is it?" and "Didn't catch that" not in "".join(display.lines)
     assert chimes == [1]
     assert "Say 'hey jarvis'" in err.getvalue()
     assert listener_threads() == []
@@ -404,7 +404,7 @@ def test_waiting_for_the_wake_word_runs_no_voice_detector_and_the_request_keeps_
     assert len(set(while_waiting)) <= 1
     # The turn holds the speech from before the word: its first half second, the word, the question.
     assert transcriber.lengths[0] >= len(loud(0.5)) + len(wake_word()) + len(loud(0.8))
-    assert [call[-1]["content"] for call in chat.calls] == ["what time is it?"]
+    assert [call[-1]["content"] for call in chat.calls] == ["What time is it?"]
 
 
 def test_a_follow_up_inside_the_window_needs_no_wake_word_and_one_after_it_is_not_heard(monkeypatch):
@@ -433,7 +433,7 @@ def test_a_follow_up_inside_the_window_needs_no_wake_word_and_one_after_it_is_no
     assert finished(thread, outcome) == ExitCode.OK
     assert transcriber.calls == 3  # the one after the window was never transcribed
     assert [call[-1]["content"] for call in chat.calls] == [
-        "what time is it?",
+        "What time is it?",
         "And the day?",
         "Tell me a joke.",
     ]
