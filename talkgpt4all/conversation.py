@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import json
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from talkgpt4all.errors import TalkError
 
-Message = dict[str, str]
+# A chat message in the OpenAI shape: a role and its content; an assistant's tool calls ("tool_calls"),
+# and a tool's result (role "tool", with "tool_call_id" and "name").
+Message = dict[str, Any]
 
 # Appended to a reply that was cut off (by the user, or by a fault), so the model knows it was.
 CUT_OFF = " …"
@@ -94,11 +98,49 @@ class Conversation:
         start = starts[lo]  # counted: the last start (everything left out) is, and so is every mid
         return Fitted(system + self.turns[start:] + pending, start, counts[start])
 
-    def commit(self, user: str, reply: str, *, cut_off: bool = False, dropped: int = 0) -> None:
-        """Keep a finished turn: forget the `dropped` oldest messages, then add the question and reply.
+    def commit(
+        self,
+        user: str,
+        reply: str,
+        *,
+        cut_off: bool = False,
+        dropped: int = 0,
+        tools: Sequence[dict[str, Any]] = (),
+    ) -> None:
+        """Keep a finished turn: forget the `dropped` oldest messages, then add the question, the tool
+        calls the reply made with their results (see tool_messages), and the reply.
 
         A reply cut off by the user, or by a fault, is kept as far as it went, marked as cut off.
         """
         del self.turns[:dropped]
         self.add_user(user)
+        self.turns.extend(tool_messages(tools))
         self.add_assistant(reply + CUT_OFF if cut_off else reply)
+
+
+def tool_messages(calls: Sequence[dict[str, Any]]) -> list[Message]:
+    """A turn's tool calls as the model is shown them: for each, the assistant's call, then its result,
+    as data, in the tool role. calls: {"name", "arguments" (a dict), "result" (text), "id"?}, as the
+    transcript keeps them."""
+    messages: list[Message] = []
+    for number, call in enumerate(calls, 1):
+        call_id = str(call.get("id") or f"call_{number}")
+        function = {"name": call["name"], "arguments": json.dumps(call["arguments"], ensure_ascii=False)}
+        messages.append(
+            {
+                "role": "assistant",
+                "content": "",
+                "tool_calls": [{"id": call_id, "type": "function", "function": function}],
+            }
+        )
+        messages.append(
+            {"role": "tool", "tool_call_id": call_id, "name": call["name"], "content": call["result"]}
+        )
+    return messages
+
+
+def message_text(message: Message) -> str:
+    """All of a message's text, its tool calls included (for counting)."""
+    text = str(message.get("content") or "")
+    calls = message.get("tool_calls")
+    return text + json.dumps(calls, ensure_ascii=False) if calls else text

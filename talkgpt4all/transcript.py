@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
@@ -30,6 +30,16 @@ class PastTurn:
     user: str
     reply: str
     cut_off: bool  # interrupted, or ended by a fault: the reply is what was said before that
+    tools: list[dict[str, Any]] = field(default_factory=list)  # the calls the reply made, with results
+
+
+def _tool_call(record: Any) -> bool:
+    return (
+        isinstance(record, dict)
+        and isinstance(record.get("name"), str)
+        and isinstance(record.get("arguments"), dict)
+        and isinstance(record.get("result"), str)
+    )
 
 
 def _past_turn(record: Any) -> PastTurn | None:
@@ -38,7 +48,11 @@ def _past_turn(record: Any) -> PastTurn | None:
     turn, user, reply = record.get("turn"), record.get("user"), record.get("reply", "")
     if not isinstance(turn, int) or not isinstance(user, str) or not isinstance(reply, str):
         return None
-    return PastTurn(turn, user, reply, cut_off=bool(record.get("interrupted") or record.get("error")))
+    tools = record.get("tools", [])
+    if not isinstance(tools, list) or not all(_tool_call(call) for call in tools):
+        return None
+    cut_off = bool(record.get("interrupted") or record.get("error"))
+    return PastTurn(turn, user, reply, cut_off=cut_off, tools=tools)
 
 
 def read_transcript(path: Path) -> list[PastTurn]:

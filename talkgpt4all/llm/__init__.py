@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from talkgpt4all.conversation import Message
 from talkgpt4all.errors import UnknownEngineError
@@ -51,12 +51,33 @@ class ChatModel(Protocol):
 
 
 @runtime_checkable
+class CallsTools(Protocol):
+    """A chat model that can be given tools (the OpenAI `tools` shape) and call them: it writes a call
+    as `<tool_call>{"name": ..., "arguments": {...}}</tool_call>` text (or, with a Llama 3.2 template,
+    as a bare JSON object), which talkgpt4all.tools.CallFinder takes out of the reply."""
+
+    def tool_support(self) -> str | None:
+        """None if tool calls work with this model; else why not, in a few words."""
+
+    def stream(
+        self,
+        messages: list[Message],
+        options: GenerationOptions,
+        tools: list[dict[str, Any]] | None = None,
+    ) -> Generator[str, None, None]:
+        """ChatModel.stream(), with the tools the model may call."""
+
+
+@runtime_checkable
 class Prefills(Protocol):
     """A chat model that can compute a prompt into its cache ahead of the turn (speculation.py)."""
 
-    def prefill(self, messages: list[Message], cancelled: threading.Event) -> int:
-        """Compute the prompt for these messages, stopping between steps once `cancelled` is set; the
-        prompt tokens computed. stream() with the same messages then starts writing at once."""
+    def prefill(
+        self, messages: list[Message], cancelled: threading.Event, tools: list[dict[str, Any]] | None = None
+    ) -> int:
+        """Compute the prompt for these messages (with these tools), stopping between steps once
+        `cancelled` is set; the prompt tokens computed. stream() with the same messages (and tools) then
+        starts writing at once."""
 
 
 def _llama_cpp(settings: LanguageModel, preset: Platform) -> ChatModel:

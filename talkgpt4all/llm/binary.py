@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Generator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from talkgpt4all.config import BIN_DIR
 from talkgpt4all.conversation import Message
@@ -195,10 +195,13 @@ class BinaryChatModel:
             raise ValueError(f"{path} answered {type(answer).__name__}, not an object")
         return answer
 
-    def _prompt(self, messages: list[Message]) -> str:
-        """The prompt a chat request with these messages computes: the model's own chat template, as
-        the server applies it."""
-        prompt = self._native("/apply-template", {"messages": messages})["prompt"]
+    def _prompt(self, messages: list[Message], tools: list[dict[str, Any]] | None = None) -> str:
+        """The prompt a chat request with these messages (and tools) computes: the model's own chat
+        template, as the server applies it."""
+        body: dict[str, object] = {"messages": messages}
+        if tools:
+            body["tools"] = tools
+        prompt = self._native("/apply-template", body)["prompt"]
         if not isinstance(prompt, str):
             raise ValueError("/apply-template gave no prompt")
         return prompt
@@ -214,7 +217,9 @@ class BinaryChatModel:
         except (LLMServerError, KeyError, ValueError):
             return OpenAIChatModel.count_tokens(self.client, messages)
 
-    def prefill(self, messages: list[Message], cancelled: threading.Event) -> int:
+    def prefill(
+        self, messages: list[Message], cancelled: threading.Event, tools: list[dict[str, Any]] | None = None
+    ) -> int:
         """Compute the prompt for these messages into the server's cache, without writing (a completion
         of n_predict 0, cache_prompt on): the stream that follows finds it there. The tokens computed;
         0 when cancelled first, or when the server cannot (the turn then computes the prompt itself)."""
@@ -222,7 +227,7 @@ class BinaryChatModel:
             return 0
         self._ensure_running()
         try:
-            body = {"prompt": self._prompt(messages), "n_predict": 0, "cache_prompt": True}
+            body = {"prompt": self._prompt(messages, tools), "n_predict": 0, "cache_prompt": True}
             timings = self._native("/completion", body).get("timings")
             computed = timings.get("prompt_n") if isinstance(timings, dict) else None
         except (LLMServerError, KeyError, ValueError) as exc:
@@ -230,11 +235,18 @@ class BinaryChatModel:
             return 0
         return computed if isinstance(computed, int) else 0
 
-    def stream(self, messages: list[Message], options: GenerationOptions) -> Generator[str, None, None]:
+    def tool_support(self) -> str | None:
+        """llama-server lays tools out with the model's own template (--jinja, its default), or, for a
+        template without them, in its generic JSON form: always."""
+        return None
+
+    def stream(
+        self, messages: list[Message], options: GenerationOptions, tools: list[dict[str, Any]] | None = None
+    ) -> Generator[str, None, None]:
         self._ensure_running()
         started = False
         try:
-            for text in self.client.stream(messages, options):
+            for text in self.client.stream(messages, options, tools):
                 started = True
                 yield text
         except LLMServerError:
@@ -242,7 +254,7 @@ class BinaryChatModel:
                 raise
             # It died before answering: start it again and ask once more.
             self._ensure_running()
-            yield from self.client.stream(messages, options)
+            yield from self.client.stream(messages, options, tools)
 
     @property
     def last_evaluated(self) -> int | None:

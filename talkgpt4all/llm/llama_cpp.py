@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import signal
@@ -196,6 +197,52 @@ def chat_formatter(llm: Any, name: str) -> Any:
     )
 
 
+CALL_OPEN, CALL_CLOSE = "<tool_call>", "</tool_call>"
+
+
+def for_template(messages: list[Message]) -> list[Message]:
+    """Messages as chat templates take them: a call's arguments as an object (the OpenAI shape, as the
+    history keeps it, has them as JSON text)."""
+    out = []
+    for message in messages:
+        calls = message.get("tool_calls")
+        if calls:
+            calls = [_arguments_as_object(call) for call in calls]
+            message = {**message, "tool_calls": calls}
+        out.append(message)
+    return out
+
+
+def _arguments_as_object(call: dict[str, Any]) -> dict[str, Any]:
+    function = dict(call.get("function") or {})
+    arguments = function.get("arguments")
+    if isinstance(arguments, str):
+        with contextlib.suppress(ValueError):  # else shown as written
+            function["arguments"] = json.loads(arguments) if arguments.strip() else {}
+    return {**call, "function": function}
+
+
+def call_grammar(tools: list[dict[str, Any]]) -> Any:
+    """A grammar for one call to one of these tools, as JSON: {"name": <a tool's>, "arguments": <valid
+    for its schema>}."""
+    from llama_cpp.llama_grammar import LlamaGrammar
+
+    options = []
+    for tool in tools:
+        function = tool["function"]
+        parameters = function.get("parameters") or {"type": "object", "properties": {}}
+        options.append(
+            {
+                "type": "object",
+                "properties": {"name": {"const": function["name"]}, "arguments": parameters},
+                "required": ["name", "arguments"],
+                "additionalProperties": False,
+            }
+        )
+    schema = options[0] if len(options) == 1 else {"oneOf": options}
+    return LlamaGrammar.from_json_schema(json.dumps(schema), verbose=False)
+
+
 class LlamaCppChatModel:
     def __init__(self, settings: LanguageModel, gpu: bool = False) -> None:
         from llama_cpp import Llama
@@ -236,8 +283,17 @@ class LlamaCppChatModel:
         self.last_evaluated: int | None = None
         log.info("language model: %s (context %d tokens)", path.name, self.context_size)
 
-    def _prompt(self, messages: list[Message]) -> tuple[list[int], Any]:
-        result = self.formatter(messages=messages)
+    def tool_support(self) -> str | None:
+        """Tools work with a chat template that lays them out (Qwen2.5's, Llama 3.2's, Hermes-style)."""
+        template = self.llm.metadata.get("tokenizer.chat_template") or ""
+        if "tools" not in template:
+            return f"the chat template of {self.path.name} has no tool calls"
+        return None
+
+    def _prompt(
+        self, messages: list[Message], tools: list[dict[str, Any]] | None = None
+    ) -> tuple[list[int], Any]:
+        result = self.formatter(messages=for_template(messages), tools=tools or None)
         tokens = self.llm.tokenize(
             result.prompt.encode("utf-8"), add_bos=not result.added_special, special=True
         )
@@ -287,11 +343,13 @@ class LlamaCppChatModel:
             # computes only the rest of the prompt.
             llm.n_tokens = head_p
 
-    def prefill(self, messages: list[Message], cancelled: threading.Event) -> int:
-        """Compute the prompt for these messages into the cache, without generating; the tokens
-        computed. stream() with the same messages then starts sampling at once. Stops between batches
-        when cancelled; what was computed stays a valid cache either way."""
-        tokens, _ = self._prompt(messages)
+    def prefill(
+        self, messages: list[Message], cancelled: threading.Event, tools: list[dict[str, Any]] | None = None
+    ) -> int:
+        """Compute the prompt for these messages (and tools) into the cache, without generating; the
+        tokens computed. stream() with the same messages then starts sampling at once. Stops between
+        batches when cancelled; what was computed stays a valid cache either way."""
+        tokens, _ = self._prompt(messages, tools)
         if self.shifts_context:
             self._reuse_cache(tokens)
         llm = self.llm
@@ -311,20 +369,66 @@ class LlamaCppChatModel:
         computed: int = llm.n_tokens - start
         return computed
 
-    def stream(self, messages: list[Message], options: GenerationOptions) -> Generator[str, None, None]:
-        tokens, result = self._prompt(messages)
+    def stream(
+        self,
+        messages: list[Message],
+        options: GenerationOptions,
+        tools: list[dict[str, Any]] | None = None,
+        tool_choice: str = "auto",
+    ) -> Generator[str, None, None]:
+        """The reply, as it is written. With tools, a call the model begins (`<tool_call>`) is written
+        on under a grammar made from the tools' schemas, so its name is a tool's and its arguments
+        valid JSON for it; tool_choice "required" makes the reply a call from its first token."""
+        tokens, result = self._prompt(messages, tools)
         stop = result.stop if isinstance(result.stop, list) else [result.stop] if result.stop else []
         if self.shifts_context:
             self._reuse_cache(tokens)
         evaluated_before = self._evaluated_so_far()
         self.last_evaluated = None
+        budget = options.max_tokens
+        written = ""
+        try:
+            if not tools or tool_choice != "required":
+                for text in self._complete(tokens, budget, options, stop, result.stopping_criteria):
+                    written += text
+                    if tools and CALL_OPEN in written:
+                        # The call's own tokens, from here on, under the grammar.
+                        head = written[: written.index(CALL_OPEN) + len(CALL_OPEN)]
+                        yield text[: len(text) - (len(written) - len(head))]
+                        written = head
+                        break
+                    yield text
+                else:
+                    return
+            else:
+                written = CALL_OPEN
+                yield CALL_OPEN
+            prefix = tokens + self.llm.tokenize(written.encode("utf-8"), add_bos=False, special=True)
+            budget = max(16, budget - (len(prefix) - len(tokens)))
+            grammar = call_grammar(tools)
+            for text in self._complete(prefix, budget, options, stop, result.stopping_criteria, grammar):
+                yield text
+            yield CALL_CLOSE
+        finally:
+            self.last_evaluated = self._evaluated_so_far() - evaluated_before
+
+    def _complete(
+        self,
+        tokens: list[int],
+        max_tokens: int,
+        options: GenerationOptions,
+        stop: list[str],
+        stopping_criteria: Any,
+        grammar: Any = None,
+    ) -> Generator[str, None, None]:
         chunks = self.llm.create_completion(
             prompt=tokens,
-            max_tokens=options.max_tokens,
+            max_tokens=max_tokens,
             temperature=options.temperature,
             seed=options.seed if options.seed >= 0 else None,
             stop=stop,
-            stopping_criteria=result.stopping_criteria,
+            stopping_criteria=stopping_criteria,
+            grammar=grammar,
             stream=True,
         )
         try:
@@ -335,7 +439,6 @@ class LlamaCppChatModel:
         finally:
             if isinstance(chunks, Generator):
                 chunks.close()
-            self.last_evaluated = self._evaluated_so_far() - evaluated_before
 
     def close(self) -> None:
         self.llm.close()

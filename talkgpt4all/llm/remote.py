@@ -10,7 +10,7 @@ import logging
 from collections.abc import Generator
 from typing import Any
 
-from talkgpt4all.conversation import Message
+from talkgpt4all.conversation import Message, message_text
 from talkgpt4all.llm import GenerationOptions
 from talkgpt4all.server import Server, ServerError
 from talkgpt4all.text import east_asian_chars
@@ -29,7 +29,7 @@ def estimate_tokens(messages: list[Message]) -> int:
     Latin scripts, one a CJK character, and a few for each message's template."""
     total = 3
     for m in messages:
-        text = m["content"]
+        text = message_text(m)
         cjk = east_asian_chars(text)
         total += 4 + cjk + (len(text) - cjk + 2) // 3
     return total
@@ -101,6 +101,10 @@ class OpenAIChatModel:
 
     def count_tokens(self, messages: list[Message]) -> int:
         return estimate_tokens(messages)
+
+    def tool_support(self) -> str | None:
+        """Asked with tools, a server that cannot use them says so at the first turn that has them."""
+        return None
 
     def stream(
         self, messages: list[Message], options: GenerationOptions, tools: list[dict[str, Any]] | None = None
