@@ -73,6 +73,15 @@ class TerminalDisplay(Display):
         if speaking and not self.gone:
             self.status.show("speaking")
 
+    def tool_started(self, name: str) -> None:
+        """The status line says which tool the reply waits for (without one: a line on stderr)."""
+        words = f"Using {name}…"
+        if self.status is not None:
+            if not self.gone:
+                self.status.show("thinking", words=lambda: words)
+            return
+        self._safely(lambda: self.err.print(words, style="dim"))
+
     def reply_token(self, text: str) -> None:
         def show() -> None:
             if not self._started:

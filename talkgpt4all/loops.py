@@ -25,6 +25,7 @@ import numpy as np
 from talkgpt4all.audio import SAMPLE_RATE, HearsOverEcho, Watchable
 from talkgpt4all.errors import DeviceError, ExitCode, one_line
 from talkgpt4all.status import METER_FLOOR_DB, StatusLine, level_db
+from talkgpt4all.tools.builtin import Due
 
 if TYPE_CHECKING:
     from talkgpt4all.audio import Recorder
@@ -125,7 +126,7 @@ class MicGone:
     why: str
 
 
-Event = Line | Utterance | EndOfInput | Failure
+Event = Line | Utterance | EndOfInput | Failure | Due
 
 
 class Inbox:
@@ -514,6 +515,12 @@ def _reply_to(session: Session, keyboard: Keyboard, event: Line | Utterance) -> 
         return session.hear(event.audio, event.speech_end, event.endpoint, addressed=event.addressed)
 
 
+def _announce(session: Session, keyboard: Keyboard, event: Due) -> None:
+    """A timer is due, between turns: it is said, and Enter (or speech, hands-free) stops it."""
+    with keyboard.replying(session.stop):
+        session.announce(event.message)
+
+
 def _failure(event: Failure) -> DeviceError:
     error = event.error
     if isinstance(error, DeviceError):
@@ -599,6 +606,7 @@ def push_to_talk(
         "Ready. Press Enter, speak, then press Enter again. Enter or Ctrl-C stops a reply; Ctrl-D quits.\n"
     )
     pending: Line | None = None
+    session.post = inbox.put
     try:
         while True:
             if pending is None:
@@ -609,6 +617,9 @@ def push_to_talk(
                 return ExitCode.OK
             if isinstance(event, Failure):
                 raise _failure(event) from event.error
+            if isinstance(event, Due):
+                _announce(session, keyboard, event)
+                continue
             if not isinstance(event, Line) or event.text.strip():
                 _reply_to(session, keyboard, event)
                 continue
@@ -623,6 +634,7 @@ def push_to_talk(
                 line.show("thinking")
                 _reply_to(session, keyboard, utterance)
     finally:
+        session.post = None
         line.close()
 
 
@@ -663,9 +675,13 @@ def _record(
         why = watched.lost() if watched is not None else None
         return MicGone(why) if why is not None else None
 
+    due: list[Due] = []  # a timer due while the user records is said after the turn
     try:
-        event = inbox.get_or(gone)
+        while isinstance(event := inbox.get_or(gone), Due):
+            due.append(event)
     finally:
+        for waiting in due:
+            inbox.put(waiting)
         speech_end = time.perf_counter()
         audio = rec.stop()
         if watcher is not None:
@@ -776,6 +792,7 @@ def hands_free(
         wake=wake,
     )
     session.speech_starting = listener.speech_starting
+    session.post = inbox.put
     listener.start()
     try:
         keyboard = Keyboard(keys, inbox)
@@ -798,10 +815,14 @@ def hands_free(
             if isinstance(event, Utterance) and not quiet:
                 line.show("thinking")
             try:
+                if isinstance(event, Due):
+                    _announce(session, keyboard, event)
+                    continue
                 result = _reply_to(session, keyboard, event)
             finally:
                 listener.replying.clear()
             attention.replied(result)
     finally:
+        session.post = None
         listener.stop()
         line.close()

@@ -26,6 +26,9 @@ class TurnObserver:
     def sentence_ready(self, sentence: str) -> None:
         """A piece of the reply is complete and goes to the voice (the first may be a clause)."""
 
+    def tool_started(self, name: str) -> None:
+        """The reply called a tool, which runs now."""
+
     def audio_started(self) -> None:
         """The reply's first audio was handed to the speaker or written (from the playback thread)."""
 
@@ -57,6 +60,10 @@ class Observers(TurnObserver):
     def sentence_ready(self, sentence: str) -> None:
         for observer in self.observers:
             observer.sentence_ready(sentence)
+
+    def tool_started(self, name: str) -> None:
+        for observer in self.observers:
+            observer.tool_started(name)
 
     def audio_started(self) -> None:
         for observer in self.observers:

@@ -49,24 +49,26 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import asdict, dataclass, field
 from enum import Enum
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from talkgpt4all.audio import SAMPLE_RATE, AudioSink, is_silent
-from talkgpt4all.conversation import Conversation, Fitted, MessageTooLong
+from talkgpt4all.conversation import Conversation, Fitted, Message, MessageTooLong, tool_messages
 from talkgpt4all.errors import TalkError, UsageError, one_line
 from talkgpt4all.language import answer_note, asked, script_language
-from talkgpt4all.llm import ChatModel, GenerationOptions, Prefills
+from talkgpt4all.llm import CallsTools, ChatModel, GenerationOptions, Prefills
 from talkgpt4all.observers import Observers, Stopwatch, TurnObserver
 from talkgpt4all.settings import Config
 from talkgpt4all.speculation import EngineLock, Held, Reply, Speculation, Speculator
 from talkgpt4all.stt import Transcriber, Transcript
 from talkgpt4all.text import Cleaner, clean, first_piece, has_words, sentences, speakable
+from talkgpt4all.tools import CallFinder, Toolbox, ToolCall
+from talkgpt4all.tools.builtin import Due
 from talkgpt4all.tts import Synthesizer
 from talkgpt4all.voice import Voice
 
@@ -83,6 +85,9 @@ ENGINES_WAIT = 60.0  # seconds the end of a session waits for work inside the mo
 # A spoken turn's first sound waits this long at most while the microphone hears what may be the user
 # going on (speech not yet long enough to be sure of): if it is, the turn is taken back without a sound.
 WAIT_FOR_SPEECH = 0.25
+TOOL_ROUNDS = 3  # times a reply may call tools and go on with their results, in one turn
+SLOW_CALL = 1.0  # seconds a tool call may take before the voice says "One moment"
+ONE_MOMENT = {"en": "One moment.", "zh": "请稍等。"}
 
 
 @dataclass
@@ -112,6 +117,8 @@ class TurnResult:
     speech_end: float = 0.0  # time.perf_counter() at the true end of the user's speech: timings count from it
     speculated: bool = False  # the turn's speech to text (and prefill) was done in the user's pause
     asked: str = ""  # the user's message as the model got it (with a note on the answer's language)
+    # The tools the reply called, in order: {"name", "arguments", "result", "error"?, "id"?}
+    tools: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def cut_off(self) -> bool:
@@ -121,7 +128,7 @@ class TurnResult:
         record = asdict(self)
         del record["dropped"], record["speech_end"], record["asked"]
         record["timings"] = {k: None if v is None else round(v, 3) for k, v in record["timings"].items()}
-        for optional in ("interrupted", "error", "speculated"):
+        for optional in ("interrupted", "error", "speculated", "tools"):
             if not record[optional]:
                 del record[optional]
         return json.dumps(record, ensure_ascii=False)
@@ -255,6 +262,11 @@ class Session:
         self.speech_starting: Callable[[], bool] = lambda: False
         # With a wake word or phrase: what takes it out of transcripts, and says what was addressed.
         self.wake: Wake | None = None
+        # The tools the model may call (--tools, MCP servers): none unless the user turned some on.
+        self.toolbox: Toolbox | None = None
+        # Where something that is not the user's (a timer that is due) is sent to be said: the loop
+        # under way puts it in its inbox, to be said between turns (see announce()).
+        self.post: Callable[[Due], None] | None = None
         # The stopwatch first, then the transcript: it must keep the turn even if the terminal has gone.
         self.observers: list[TurnObserver] = [Stopwatch(), *([transcript] if transcript else []), display]
 
@@ -265,6 +277,15 @@ class Session:
     @property
     def language(self) -> str | None:
         return self.config.stt.language
+
+    @property
+    def tools(self) -> list[dict[str, Any]] | None:
+        """The tools the model is given, in the OpenAI shape: None without any, or with a model that
+        cannot call them (said once, at startup)."""
+        chat = self.engines.chat
+        if not self.toolbox or not isinstance(chat, CallsTools) or chat.tool_support() is not None:
+            return None
+        return self.toolbox.schemas()
 
     @property
     def budget(self) -> int:
@@ -339,6 +360,33 @@ class Session:
         try:
             self.speculator.claim(None)
             return self._turn(turn, text, speech_end, language, Timings())
+        finally:
+            self._close(turn)
+
+    def deliver(self, event: Due) -> None:
+        """From any thread: an event for the loop (a timer that is due). Without a loop to take it (the
+        session is ending), it is only logged."""
+        post = self.post
+        if post is None:
+            log.info("no loop to take %r", event)
+            return
+        post(event)
+
+    def announce(self, text: str) -> None:
+        """Say what is not a reply (a timer that is due), between turns: shown, and spoken in the
+        reply's voice; Enter, a signal or speech over it stops it as it stops a reply. It is not a turn:
+        not in the history, not in the transcript."""
+        turn = self._open()
+        try:
+            self.speculator.claim(None)  # the engines: the voice is the session's
+            language = script_language(text) or self.language or "en"
+            self.display.notice(f"⏰ {text}")
+            voice = self._voice(turn, TurnResult(self.turns, text, language), Observers([]))
+            turn.speaking_with(voice)
+            if voice is not None:
+                with voice:
+                    voice.say(text)
+                    voice.finish()
         finally:
             self._close(turn)
 
@@ -457,7 +505,9 @@ class Session:
         user heard it, marked as cut off; the old turns the prompt left out are forgotten."""
         if result.reply:
             user = result.asked or result.user
-            self.conversation.commit(user, result.reply, cut_off=result.cut_off, dropped=result.dropped)
+            self.conversation.commit(
+                user, result.reply, cut_off=result.cut_off, dropped=result.dropped, tools=result.tools
+            )
 
     def _run(self, turn: Turn, result: TurnResult, observers: Observers, ahead: Speculation | None) -> None:
         observers.turn_started(result)
@@ -475,9 +525,10 @@ class Session:
         turn.speaking_with(voice)
         written: list[str] = []
         heard_all = False
+        first = source
         try:
-            with contextlib.closing(source), voice or contextlib.nullcontext():
-                self._write(turn, voice, source, written, observers)
+            with voice or contextlib.nullcontext():
+                self._answer(turn, voice, source, fitted.messages, written, result, observers)
                 if not turn.cut.is_set():
                     turn.move(TurnState.SPEAKING)
                     observers.reply_written(voice is not None)
@@ -487,11 +538,83 @@ class Session:
         finally:
             result.prompt_evaluated = self.engines.chat.last_evaluated
             if result.prompt_evaluated is not None:
-                result.prompt_evaluated += source.prefilled  # computed in the pause, for this prompt
+                result.prompt_evaluated += first.prefilled  # computed in the pause, for this prompt
             # Only what the user heard (at least in part) was said; the rest never happened.
             result.reply = "".join(written).strip() if heard_all or voice is None else " ".join(voice.played)
         if voice is not None and voice.error is not None:
             raise voice.error
+
+    def _answer(
+        self,
+        turn: Turn,
+        voice: Voice | None,
+        source: Reply,
+        messages: list[Message],
+        written: list[str],
+        result: TurnResult,
+        observers: Observers,
+    ) -> None:
+        """Write the reply from its source. With tools, the calls it makes are run, their results given to
+        the model, and the reply goes on from them (up to TOOL_ROUNDS times), in the same voice."""
+        tools = self.tools
+        for round_ in range(TOOL_ROUNDS + 1):
+            finder = CallFinder() if tools else None
+            with contextlib.closing(source):
+                self._write(turn, voice, source, written, observers, finder)
+            if finder is None or not finder.calls or turn.cut.is_set():
+                return
+            if round_ == TOOL_ROUNDS:
+                log.info("the reply called tools %d times: the last calls are not made", TOOL_ROUNDS + 1)
+                return
+            messages = messages + tool_messages(
+                self._call_tools(turn, voice, finder.calls, result, observers)
+            )
+            if turn.cut.is_set():
+                return
+            source = Reply(messages, stream=self._stream(messages, tools))
+
+    def _call_tools(
+        self, turn: Turn, voice: Voice | None, calls: list[ToolCall], result: TurnResult, observers: Observers
+    ) -> list[dict[str, Any]]:
+        """Run the calls, in order, until the turn is cut off (which cancels the one running); each
+        becomes a record in the turn's result. A failure is one line, and the model hears of it."""
+        assert self.toolbox is not None
+        language = "zh" if (result.language or "").startswith("zh") else "en"
+        made: list[dict[str, Any]] = []
+        for call in calls:
+            if turn.cut.is_set():
+                break
+            observers.tool_started(call.name)
+            log.info("tool call: %s %s", call.name, json.dumps(call.arguments, ensure_ascii=False))
+            outcome = self.toolbox.call(
+                call,
+                turn.cut,
+                slow=SLOW_CALL,
+                on_slow=(lambda: voice.say(ONE_MOMENT[language])) if voice is not None else lambda: None,
+            )
+            if outcome.error and not turn.cut.is_set():
+                self.display.notice(one_line(f"{call.name}: {outcome.content.removeprefix('error: ')}"))
+            record: dict[str, Any] = {
+                "name": call.name,
+                "arguments": call.arguments,
+                "result": outcome.content,
+            }
+            if outcome.error:
+                record["error"] = True
+            if call.id:
+                record["id"] = call.id
+            made.append(record)
+            result.tools.append(record)
+        return made
+
+    def _stream(
+        self, messages: list[Message], tools: list[dict[str, Any]] | None
+    ) -> Generator[str, None, None]:
+        """The model's reply to these messages: with the tools, when it is given any."""
+        chat = self.engines.chat
+        if tools and isinstance(chat, CallsTools):
+            return chat.stream(messages, self.options, tools=tools)
+        return chat.stream(messages, self.options)
 
     def _source(self, fitted: Fitted, ahead: Speculation | None) -> Reply:
         """The reply's tokens: the stream begun in the pause for this very prompt, or a fresh one."""
@@ -500,7 +623,7 @@ class Session:
             return begun
         if begun is not None:
             begun.close()  # begun for another prompt (cannot happen while the turn holds the engines)
-        return Reply(fitted.messages, stream=self.engines.chat.stream(fitted.messages, self.options))
+        return Reply(fitted.messages, stream=self._stream(fitted.messages, self.tools))
 
     def _voice(
         self, turn: Turn, result: TurnResult, observers: Observers, held: Held | None = None
@@ -529,21 +652,32 @@ class Session:
         return turn.first_sound()
 
     def _write(
-        self, turn: Turn, voice: Voice | None, source: Reply, written: list[str], observers: Observers
+        self,
+        turn: Turn,
+        voice: Voice | None,
+        source: Reply,
+        written: list[str],
+        observers: Observers,
+        finder: CallFinder | None = None,
     ) -> None:
         """Pull the reply: each token shown (made safe for the terminal first), each sentence to the
-        voice; until it is written, or the turn is cut off, or the voice stopped itself."""
+        voice; until it is written, or the turn is cut off, or the voice stopped itself. With a finder,
+        the tool calls in it are taken out first: never shown, never said."""
         cleaner = Cleaner()
 
         def tokens() -> Iterator[str]:
             for raw in source:
                 if turn.cut.is_set() or (voice is not None and voice.stopped):
                     return
-                token = cleaner.feed(raw)
+                token = cleaner.feed(finder.feed(raw) if finder is not None else raw)
                 if token:
                     written.append(token)
                     observers.reply_token(token)
                     yield token
+            if finder is not None and (token := cleaner.feed(finder.flush())):
+                written.append(token)
+                observers.reply_token(token)
+                yield token
             if tail := cleaner.flush():
                 written.append(tail)
                 observers.reply_token(tail)
@@ -581,10 +715,14 @@ class Session:
         except MessageTooLong:
             return None  # the turn itself says so
         chat = self.engines.chat
-        prefilled = chat.prefill(fitted.messages, cancelled) if isinstance(chat, Prefills) else 0
+        tools = self.tools
+        prefilled = 0
+        if isinstance(chat, Prefills):
+            args = (fitted.messages, cancelled, tools) if tools else (fitted.messages, cancelled)
+            prefilled = chat.prefill(*args)
         reply = Reply(fitted.messages, prefilled)
         if not cancelled.is_set():
-            reply.stream = chat.stream(fitted.messages, self.options)
+            reply.stream = self._stream(fitted.messages, tools)
         return reply
 
     def _hold_first(self, tokens: list[str], whole: bool, heard: Transcript) -> Held | None:
@@ -592,6 +730,9 @@ class Session:
         speculation worker, which holds the engines: one synthesis at a time). The turn's voice plays it
         as soon as the turn is confirmed; a turn for other words never sees it."""
         cleaner = Cleaner()
+        if self.tools:  # a call's text is not speech: what is, so far (none, if it begins with a call)
+            finder = CallFinder()
+            tokens = [finder.feed(token) for token in tokens] + ([finder.flush()] if whole else [])
         pieces = [piece for piece in (cleaner.feed(token) for token in tokens) if piece]
         if whole and (tail := cleaner.flush()):
             pieces.append(tail)

@@ -12,6 +12,7 @@ from typing import ClassVar
 
 import pytest
 
+from fakes import FakeChat, FakeDisplay, FakeSink, FakeSynth, make_session
 from talkgpt4all.tools import CallFinder, Tool, Toolbox, ToolCall, check_arguments, find_calls, parse_call
 from talkgpt4all.tools.builtin import Due, Timers, time_tool, timer_tool
 
@@ -184,3 +185,121 @@ def test_a_servers_streamed_tool_call_comes_out_whole_and_is_found_like_a_local_
     assert _ToolServer.asked[-1]["tools"] == tools
     assert speech == "Let me look."
     assert calls == [ToolCall("set_timer", {"seconds": 180, "message": "Tea is ready."}, "call_7")]
+
+
+# ------------------------------------------------------------------ a turn that calls tools
+
+
+class ToolChat(FakeChat):
+    """A chat model that can call tools: it replies with its canned texts, and keeps the tools it was
+    given at each call."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tools: list[list[dict] | None] = []
+
+    def tool_support(self) -> str | None:
+        return None
+
+    def stream(self, messages, options, tools=None):  # type: ignore[no-untyped-def, override]
+        self.tools.append(tools)
+        return super().stream(messages, options)
+
+
+CALL = '<tool_call>{"name": "get_time", "arguments": {}}</tool_call>'
+
+
+def toolbox(*tools: Tool) -> Toolbox:
+    box = Toolbox()
+    for tool in tools:
+        box.add(tool)
+    return box
+
+
+def clock_tool(run=lambda: {"time": "10:42"}, timeout: float = 10.0) -> Tool:  # type: ignore[no-untyped-def]
+    return Tool("get_time", "the time", {"type": "object", "properties": {}}, run, timeout=timeout)
+
+
+def test_a_reply_that_calls_a_tool_is_answered_from_its_result_and_the_call_is_never_shown_or_said(tmp_path):
+    from talkgpt4all.transcript import TranscriptWriter, read_transcript
+
+    chat = ToolChat().enqueue(f"Let me look. {CALL}", "It is 10:42.")
+    display, synth, sink = FakeDisplay(), FakeSynth(), FakeSink()
+    path = tmp_path / "t.jsonl"
+    session = make_session(chat, display, synthesizer=synth, sinks=[sink], transcript=TranscriptWriter(path))
+    session.toolbox = toolbox(clock_tool())
+    result = session.reply("What time is it?", time.perf_counter())
+    assert result.reply == "Let me look. It is 10:42."
+    assert display.lines[-1] == "AI: Let me look. It is 10:42."
+    assert "".join(synth.spoken) == "Let me look.It is 10:42."  # nothing of the call is read aloud
+    # The model was given the tool, and then its call and the result, in the tool role, as data.
+    assert chat.tools[0] and chat.tools[0][0]["function"]["name"] == "get_time"
+    second = chat.calls[1]
+    assert second[-2]["tool_calls"][0]["function"] == {"name": "get_time", "arguments": "{}"}
+    assert second[-1] == {
+        "role": "tool",
+        "tool_call_id": "call_1",
+        "name": "get_time",
+        "content": '{"time": "10:42"}',
+    }
+    assert all(m["role"] != "system" or "10:42" not in m["content"] for m in second)
+    # The transcript keeps the call, and --resume gives the model the same history.
+    [past] = read_transcript(path)
+    assert past.tools == [{"name": "get_time", "arguments": {}, "result": '{"time": "10:42"}'}]
+    from talkgpt4all.app import resumed
+    from talkgpt4all.settings import Config
+
+    again = resumed(Config.build({"llm": {"system_prompt": "be brief"}}), [past])
+    assert again.messages == session.conversation.messages
+
+
+def test_a_failing_tool_is_one_line_the_model_hears_of_it_and_the_turn_goes_on():
+    def broken() -> None:
+        raise OSError("the clock is\nunplugged")
+
+    chat = ToolChat().enqueue(CALL, "I could not tell the time.")
+    display = FakeDisplay()
+    session = make_session(chat, display)
+    session.toolbox = toolbox(clock_tool(broken))
+    result = session.reply("What time is it?", time.perf_counter())
+    assert result.reply == "I could not tell the time." and result.error is None
+    assert "get_time: get_time failed: the clock is unplugged" in display.lines
+    assert chat.calls[1][-1]["content"] == "error: get_time failed: the clock is unplugged"
+    assert result.tools[0]["error"] is True
+
+
+def test_a_slow_call_gets_a_spoken_one_moment_in_the_turns_language():
+    chat = ToolChat().enqueue(CALL, "现在十点。")
+    synth = FakeSynth()
+    session = make_session(chat, synthesizer=synth, sinks=[FakeSink()])
+    session.toolbox = toolbox(clock_tool(lambda: time.sleep(1.3) or "10:00"))
+    session.reply("现在几点？", time.perf_counter(), language="zh")
+    assert synth.spoken == ["请稍等。", "现在十点。"]
+
+
+def test_a_stop_during_a_call_cancels_it_and_ends_the_turn():
+    started = threading.Event()
+
+    def hangs() -> str:
+        started.set()
+        threading.Event().wait(30)
+        return "never"
+
+    chat = ToolChat().enqueue(CALL, "never asked")
+    session = make_session(chat)
+    session.toolbox = toolbox(clock_tool(hangs, timeout=60))
+    threading.Thread(target=lambda: started.wait(5) and session.stop(), daemon=True).start()
+    began = time.monotonic()
+    result = session.reply("What time is it?", time.perf_counter())
+    assert time.monotonic() - began < 5
+    assert result.interrupted and len(chat.calls) == 1  # the model was not asked again
+    assert result.tools[0]["result"] == "error: the call was cancelled"
+
+
+def test_a_model_without_tool_support_is_given_none():
+    chat = FakeChat().enqueue(CALL)  # a plain back end: it cannot take tools
+    session = make_session(chat)
+    session.toolbox = toolbox(clock_tool())
+    assert session.tools is None
+    result = session.reply("What time is it?", time.perf_counter())
+    assert result.tools == [] and len(chat.calls) == 1

@@ -92,9 +92,17 @@ class Toolbox:
     def schemas(self) -> list[dict[str, Any]]:
         return [tool.schema() for tool in self.tools.values()]
 
-    def call(self, call: ToolCall, cancelled: threading.Event | None = None) -> ToolResult:
+    def call(
+        self,
+        call: ToolCall,
+        cancelled: threading.Event | None = None,
+        *,
+        slow: float = float("inf"),
+        on_slow: Callable[[], None] = lambda: None,
+    ) -> ToolResult:
         """Run a call, at most its tool's timeout (or until cancelled): the result, or an error result
-        that says in one line what went wrong. Never raises for the tool's own failures."""
+        that says in one line what went wrong. Never raises for the tool's own failures. A call still
+        running after `slow` seconds calls on_slow, once (the voice says "One moment")."""
         tool = self.tools.get(call.name)
         if tool is None:
             known = ", ".join(self.tools) or "none"
@@ -112,6 +120,9 @@ class Toolbox:
                     break
                 except concurrent.futures.TimeoutError:
                     waited += 0.05
+                    if waited >= slow:
+                        slow = float("inf")
+                        on_slow()
                     if cancelled is not None and cancelled.is_set():
                         future.cancel()
                         return ToolResult(call, "error: the call was cancelled", True)
