@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from talkgpt4all.conversation import Conversation
     from talkgpt4all.loops import Microphone
     from talkgpt4all.observers import TurnObserver
-    from talkgpt4all.pipeline import Engines
+    from talkgpt4all.pipeline import Engines, Session
     from talkgpt4all.status import StatusLine
     from talkgpt4all.transcript import PastTurn
     from talkgpt4all.tts import Synthesizer
@@ -106,6 +106,7 @@ def run(
         )
         session.observers += observers or []
         session.wake = wake
+        make_tools(config, session, stack, err)
         if threading.current_thread() is threading.main_thread():
             stack.callback(loops.SignalWatch(session.stop).close)
         session.warm_up()
@@ -153,7 +154,7 @@ def resumed(config: Config, past: list[PastTurn]) -> Conversation:
     conversation = Conversation(config.llm.system_prompt)
     for turn in past:
         if turn.reply:  # the same rule as a live turn: kept if anything was said
-            conversation.commit(turn.user, turn.reply, cut_off=turn.cut_off)
+            conversation.commit(turn.user, turn.reply, cut_off=turn.cut_off, tools=turn.tools)
     if config.io.resume:
         status(f"Resuming the conversation in {config.io.resume}: {len(past)} turns so far.")
     return conversation
@@ -210,6 +211,34 @@ def make_turn_model(config: Config) -> Callable[[np.ndarray], float] | None:
     model = SmartTurn(path)
     model(np.zeros(SAMPLE_RATE, np.float32))  # warm: the first run is the slow one
     return model
+
+
+def make_tools(config: Config, session: Session, stack: contextlib.ExitStack, err: IO[str]) -> None:
+    """--tools: the built-in tools named, given to the session; one line says which, or why the model
+    gets none. A timer's thread ends with the session."""
+    names = config.tools.names
+    if not names:
+        return
+    from talkgpt4all.llm import CallsTools
+    from talkgpt4all.tools import Toolbox
+    from talkgpt4all.tools.builtin import Timers, time_tool, timer_tool
+
+    box = Toolbox()
+    if "time" in names:
+        box.add(time_tool())
+    if "timer" in names:
+        timers = Timers(on_due=session.deliver)
+        stack.callback(timers.close)
+        box.add(timer_tool(timers))
+    session.toolbox = box
+    chat = session.engines.chat
+    why = (
+        chat.tool_support() if isinstance(chat, CallsTools) else f"--llm {config.llm.engine} cannot call them"
+    )
+    if why is not None:
+        print(f"Tools are off: {why}. The conversation goes on without them.", file=err)
+    else:
+        print(f"Tools: {', '.join(box.tools)}.", file=err)
 
 
 def make_wake(config: Config, err: IO[str]) -> Wake | None:

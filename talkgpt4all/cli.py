@@ -42,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--list-models", action="store_true", help="list the GGUF models here and the short names")
     p.add_argument("--list-voices", action="store_true", help="list each speech engine's voices and exit")
     p.add_argument("--list-devices", action="store_true", help="list audio devices and exit")
+    p.add_argument("--list-tools", action="store_true", help="list the tools the model may be given and exit")
     p.add_argument(
         "--config",
         type=Path,
@@ -255,6 +256,11 @@ def _act(args: argparse.Namespace, config: settings.Config) -> int:
         return ExitCode.OK
     if args.list_models:
         return _list_models()
+    if args.list_tools:
+        from talkgpt4all.tools.builtin import list_tools
+
+        print(list_tools(config.tools.names))
+        return ExitCode.OK
     preset = check_platform(config.general.platform)
     if args.build_binary:
         return _build_binary(preset)

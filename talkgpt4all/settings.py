@@ -480,6 +480,37 @@ class WakeUp:
         return self.wake is not None or self.wake_phrase is not None
 
 
+def tool_names(text: str) -> str:
+    """--tools: built-in tools by name, separated by commas (time,timer), or none."""
+    from talkgpt4all.tools.builtin import BUILTIN
+
+    names = [name for name in text.replace(" ", ",").lower().split(",") if name]
+    if not names or names == ["none"]:
+        return "none"
+    unknown = [name for name in names if name not in BUILTIN]
+    if unknown:
+        raise ValueError(
+            f"there is no built-in tool {unknown[0]!r}: use {', '.join(BUILTIN)} (see --list-tools)"
+        )
+    return ",".join(dict.fromkeys(names))
+
+
+@dataclass(frozen=True)
+class Tools:
+    tools: str = setting(
+        "none",
+        "--tools",
+        "built-in tools the model may call, by name: time (the date and time), timer (a timer or reminder "
+        "that speaks when it is due); none is on unless named (default: {default})",
+        check=tool_names,
+        metavar="NAME,...",
+    )
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return () if self.tools == "none" else tuple(self.tools.split(","))
+
+
 SECTIONS: dict[str, tuple[str, type]] = {
     # attribute of Config: (the --help group, the section)
     "general": ("general", General),
@@ -489,6 +520,7 @@ SECTIONS: dict[str, tuple[str, type]] = {
     "io": ("input and output", InputOutput),
     "turns": ("turns and speed", Turns),
     "wake": ("wake word", WakeUp),
+    "tools": ("tools", Tools),
 }
 
 
@@ -515,6 +547,7 @@ class Config:
     io: InputOutput = field(default_factory=InputOutput)
     turns: Turns = field(default_factory=Turns)
     wake: WakeUp = field(default_factory=WakeUp)
+    tools: Tools = field(default_factory=Tools)
     # "section.field" -> "the command line" or "the config file"; the rest are defaults
     sources: dict[str, str] = field(default_factory=dict, compare=False)
 
