@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from talkgpt4all.observers import TurnObserver
     from talkgpt4all.pipeline import Engines, Session
     from talkgpt4all.status import StatusLine
+    from talkgpt4all.tools import Toolbox
     from talkgpt4all.transcript import PastTurn
     from talkgpt4all.tts import Synthesizer
     from talkgpt4all.wake import Wake
@@ -214,15 +215,23 @@ def make_turn_model(config: Config) -> Callable[[np.ndarray], float] | None:
 
 
 def make_tools(config: Config, session: Session, stack: contextlib.ExitStack, err: IO[str]) -> None:
-    """--tools: the built-in tools named, given to the session; one line says which, or why the model
-    gets none. A timer's thread ends with the session."""
+    """--tools and the config file's MCP servers: the tools given to the session. One line says which,
+    one line each server (its tools, or why it did not start), or one line why the model gets none. A
+    timer's thread and the servers end with the session (the stack)."""
     names = config.tools.names
-    if not names:
+    if not names and not config.mcp:
         return
     from talkgpt4all.llm import CallsTools
     from talkgpt4all.tools import Toolbox
     from talkgpt4all.tools.builtin import Timers, time_tool, timer_tool
 
+    chat = session.engines.chat
+    why = (
+        chat.tool_support() if isinstance(chat, CallsTools) else f"--llm {config.llm.engine} cannot call them"
+    )
+    if why is not None:
+        print(f"Tools are off: {why}. The conversation goes on without them.", file=err)
+        return
     box = Toolbox()
     if "time" in names:
         box.add(time_tool())
@@ -230,15 +239,30 @@ def make_tools(config: Config, session: Session, stack: contextlib.ExitStack, er
         timers = Timers(on_due=session.deliver)
         stack.callback(timers.close)
         box.add(timer_tool(timers))
-    session.toolbox = box
-    chat = session.engines.chat
-    why = (
-        chat.tool_support() if isinstance(chat, CallsTools) else f"--llm {config.llm.engine} cannot call them"
-    )
-    if why is not None:
-        print(f"Tools are off: {why}. The conversation goes on without them.", file=err)
-    else:
+    if names:
         print(f"Tools: {', '.join(box.tools)}.", file=err)
+    if config.mcp:
+        _add_mcp_tools(config, box, stack, err)
+    session.toolbox = box if box else None
+
+
+def _add_mcp_tools(config: Config, box: Toolbox, stack: contextlib.ExitStack, err: IO[str]) -> None:
+    from talkgpt4all.tools.mcp import McpMissingError, McpServers
+
+    try:
+        servers = stack.enter_context(McpServers(config.mcp))
+    except McpMissingError as exc:
+        print(f"MCP servers are off: {exc}. The conversation goes on without them.", file=err)
+        return
+    print(f"Starting {len(config.mcp)} MCP server{'' if len(config.mcp) == 1 else 's'}…", file=err)
+    for up in servers.start():
+        for tool in list(up.tools):
+            try:
+                box.add(tool)
+            except ValueError as exc:  # two tools of one name: the first keeps it
+                up.tools.remove(tool)
+                up.skipped.append(f"{tool.name} ({exc})")
+        print(up.line(), file=err)
 
 
 def make_wake(config: Config, err: IO[str]) -> Wake | None:

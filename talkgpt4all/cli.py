@@ -69,7 +69,7 @@ def build_config(
     named = first.parse_known_args(argv)[0].config
     path = named or configfile.default_path()
     try:
-        from_file = configfile.load(path, explicit=named is not None)
+        from_file, servers = configfile.load(path, explicit=named is not None)
     except UsageError as exc:
         parser.error(str(exc))
     args = parser.parse_args(argv)
@@ -80,7 +80,7 @@ def build_config(
         for section, fields in values.items():
             given.setdefault(section, {}).update(fields)
             sources.update({f"{section}.{name}": origin for name in fields})
-    return settings.Config.build(given, sources), path, args
+    return settings.Config.build(given, sources, servers), path, args
 
 
 def configure(argv: list[str]) -> settings.Config:
@@ -258,8 +258,10 @@ def _act(args: argparse.Namespace, config: settings.Config) -> int:
         return _list_models()
     if args.list_tools:
         from talkgpt4all.tools.builtin import list_tools
+        from talkgpt4all.tools.mcp import list_servers
 
         print(list_tools(config.tools.names))
+        print("\n".join(list_servers(config.mcp)))
         return ExitCode.OK
     preset = check_platform(config.general.platform)
     if args.build_binary:

@@ -511,6 +511,105 @@ class Tools:
         return () if self.tools == "none" else tuple(self.tools.split(","))
 
 
+MCP_KEYS = ("command", "args", "url", "env", "headers", "cwd", "tools", "confirm", "timeout")
+
+
+@dataclass(frozen=True)
+class McpServer:
+    """An MCP server the config file names, in a table of its own:
+
+    [mcp.notes]
+    command = "python"              # started for the session, spoken to on its stdin and stdout
+    args = ["-m", "notes_server"]
+    env = { NOTES_DIR = "~/notes" }
+    tools = ["list_notes", "read_note"]   # only these are given to the model (default: all)
+    confirm = ["delete_note"]             # asked first ("Shall I ...? Say yes or no")
+    timeout = 10                          # seconds a call may take
+
+    [mcp.home]
+    url = "http://127.0.0.1:8123/mcp"     # streamable HTTP
+    headers = { Authorization = "Bearer ..." }
+    """
+
+    name: str
+    command: str | None = None
+    args: tuple[str, ...] = ()
+    url: str | None = None
+    env: tuple[tuple[str, str], ...] = ()
+    headers: tuple[tuple[str, str], ...] = ()
+    cwd: str | None = None
+    tools: tuple[str, ...] | None = None  # only these; None: all the server has
+    confirm: tuple[str, ...] = ()
+    timeout: float = 10.0
+
+    @property
+    def where(self) -> str:
+        """What it is, in a few words: its command line or its URL (no environment: it may hold keys)."""
+        if self.url is not None:
+            return self.url
+        return " ".join([self.command or "", *self.args])
+
+
+def mcp_servers(table: Any, where: str) -> tuple[McpServer, ...]:
+    """The [mcp.NAME] tables of a config file, checked: UsageError names the first mistake."""
+    if not isinstance(table, dict):
+        raise UsageError(f"mcp in {where} should be tables, [mcp.NAME], one for each server")
+    return tuple(_mcp_server(name, spec, where) for name, spec in table.items())
+
+
+def _mcp_server(name: str, spec: Any, where: str) -> McpServer:
+    at = f"[mcp.{name}] in {where}"
+    if not isinstance(spec, dict):
+        raise UsageError(f"mcp.{name} in {where} should be a table, [mcp.{name}], with a command or a url")
+    if not name or not all(c.isalnum() or c in "_-" for c in name):
+        raise UsageError(f"{at}: a server's name is letters, digits, - and _")
+    unknown = [key for key in spec if key not in MCP_KEYS]
+    if unknown:
+        raise UsageError(f"{at} has an unknown key {unknown[0]!r} (the keys are {', '.join(MCP_KEYS)})")
+    if ("command" in spec) == ("url" in spec):
+        raise UsageError(f"{at} needs a command (a server started here) or a url (one running), not both")
+    for key in ("command", "url", "cwd"):
+        if key in spec and (not isinstance(spec[key], str) or not spec[key].strip()):
+            raise UsageError(f"{at}: {key} should be text")
+    if "url" in spec and urlparse(spec["url"]).scheme not in ("http", "https"):
+        raise UsageError(f"{at}: url should be http:// or https://, not {spec['url']!r}")
+    for key, other, why in (
+        ("env", "url", "env is for a server started here (command); a url's server has its own"),
+        ("headers", "command", "headers are for a url; a command's server is not spoken to over HTTP"),
+    ):
+        if key in spec and other in spec:
+            raise UsageError(f"{at}: {why}")
+    timeout = spec.get("timeout", 10.0)
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout <= 600:
+        raise UsageError(f"{at}: timeout should be seconds, more than 0 and at most 600")
+    return McpServer(
+        name,
+        command=spec.get("command"),
+        args=_texts(spec, "args", at),
+        url=spec.get("url"),
+        env=_table(spec, "env", at),
+        headers=_table(spec, "headers", at),
+        cwd=spec.get("cwd"),
+        tools=_texts(spec, "tools", at) if "tools" in spec else None,
+        confirm=_texts(spec, "confirm", at),
+        timeout=float(timeout),
+    )
+
+
+def _texts(spec: dict[str, Any], key: str, at: str) -> tuple[str, ...]:
+    value = spec.get(key, [])
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise UsageError(f'{at}: {key} should be a list of text, e.g. {key} = ["a", "b"]')
+    return tuple(value)
+
+
+def _table(spec: dict[str, Any], key: str, at: str) -> tuple[tuple[str, str], ...]:
+    value = spec.get(key, {})
+    if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+        raise UsageError(f'{at}: {key} should be a table of text, e.g. {key} = {{ NAME = "value" }}')
+    return tuple(value.items())
+
+
 SECTIONS: dict[str, tuple[str, type]] = {
     # attribute of Config: (the --help group, the section)
     "general": ("general", General),
@@ -548,14 +647,20 @@ class Config:
     turns: Turns = field(default_factory=Turns)
     wake: WakeUp = field(default_factory=WakeUp)
     tools: Tools = field(default_factory=Tools)
+    mcp: tuple[McpServer, ...] = ()  # the config file's [mcp.NAME] tables
     # "section.field" -> "the command line" or "the config file"; the rest are defaults
     sources: dict[str, str] = field(default_factory=dict, compare=False)
 
     @classmethod
-    def build(cls, given: dict[str, dict[str, Any]], sources: dict[str, str] | None = None) -> Config:
+    def build(
+        cls,
+        given: dict[str, dict[str, Any]],
+        sources: dict[str, str] | None = None,
+        mcp: tuple[McpServer, ...] = (),
+    ) -> Config:
         """A config from the values given for each section (the rest are the defaults)."""
         sections = {name: SECTIONS[name][1](**given.get(name, {})) for name in SECTIONS}
-        return cls(**sections, sources=dict(sources or {}))
+        return cls(**sections, mcp=mcp, sources=dict(sources or {}))
 
     def source(self, section: str, name: str) -> str:
         return self.sources.get(f"{section}.{name}", "default")

@@ -19,6 +19,7 @@ import json
 import logging
 import re
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,6 +42,9 @@ class Tool:
     parameters: dict[str, Any]
     run: Callable[..., Any]
     destructive: bool = False
+    # A tool that runs elsewhere (an MCP server's, on the event loop): starts the call and returns its
+    # future, which cancel() stops; run() is then not used.
+    start: Callable[..., concurrent.futures.Future[Any]] | None = None
     timeout: float = CALL_TIMEOUT
     source: str = "built-in"  # or the MCP server it comes from
 
@@ -111,15 +115,15 @@ class Toolbox:
         if problem is not None:
             return ToolResult(call, f"error: {problem}", True)
         pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix=f"tool-{tool.name}")
-        future = pool.submit(tool.run, **call.arguments)
         try:
-            waited = 0.0
+            future = tool.start(**call.arguments) if tool.start else pool.submit(tool.run, **call.arguments)
+            began = time.monotonic()
             while True:
                 try:
                     value = future.result(timeout=0.05)
                     break
                 except concurrent.futures.TimeoutError:
-                    waited += 0.05
+                    waited = time.monotonic() - began
                     if waited >= slow:
                         slow = float("inf")
                         on_slow()
