@@ -67,7 +67,7 @@ from talkgpt4all.settings import Config
 from talkgpt4all.speculation import EngineLock, Held, Reply, Speculation, Speculator
 from talkgpt4all.stt import Transcriber, Transcript
 from talkgpt4all.text import Cleaner, clean, first_piece, has_words, sentences, speakable
-from talkgpt4all.tools import CallFinder, Toolbox, ToolCall
+from talkgpt4all.tools import CallFinder, Toolbox, ToolCall, confirm_question, yes_or_no
 from talkgpt4all.tools.builtin import Due
 from talkgpt4all.tts import Synthesizer
 from talkgpt4all.voice import Voice
@@ -88,6 +88,7 @@ WAIT_FOR_SPEECH = 0.25
 TOOL_ROUNDS = 3  # times a reply may call tools and go on with their results, in one turn
 SLOW_CALL = 1.0  # seconds a tool call may take before the voice says "One moment"
 ONE_MOMENT = {"en": "One moment.", "zh": "请稍等。"}
+NOT_DONE = {"en": "All right, I won't.", "zh": "好的，不做了。"}
 
 
 @dataclass
@@ -267,6 +268,9 @@ class Session:
         # Where something that is not the user's (a timer that is due) is sent to be said: the loop
         # under way puts it in its inbox, to be said between turns (see announce()).
         self.post: Callable[[Due], None] | None = None
+        # Calls that change something, asked about ("Shall I …? Say yes or no"): the next turn's yes runs
+        # them, its no does not; any other turn forgets them.
+        self.pending: list[ToolCall] | None = None
         # The stopwatch first, then the transcript: it must keep the turn even if the terminal has gone.
         self.observers: list[TurnObserver] = [Stopwatch(), *([transcript] if transcript else []), display]
 
@@ -517,7 +521,20 @@ class Session:
         fitted = self._fit(result.asked)
         result.prompt_tokens, result.dropped = fitted.tokens, fitted.dropped
         turn.move(TurnState.THINKING)
-        source = self._source(fitted, ahead)
+        pending, self.pending = self.pending, None
+        answer = yes_or_no(result.user) if pending else None
+        confirmed: list[ToolCall] = []
+        if pending and answer is not None:
+            # The answer to "Shall I …?": yes makes the calls (the model goes on from their results), no
+            # is said at once. What the pause began for these words is not the answer.
+            if ahead is not None and ahead.reply is not None:
+                ahead.reply.close()
+            confirmed = pending if answer else []
+            lines = [f"<tool_call>{json.dumps(c.to_json(), ensure_ascii=False)}</tool_call>" for c in pending]
+            said = lines if answer else [NOT_DONE["zh" if (result.language or "").startswith("zh") else "en"]]
+            source = Reply(fitted.messages, stream=(line for line in said))
+        else:
+            source = self._source(fitted, ahead)
         held = ahead.held if ahead is not None and source is ahead.reply else None
         if held is not None and held.language != result.language:
             held = None
@@ -528,7 +545,7 @@ class Session:
         first = source
         try:
             with voice or contextlib.nullcontext():
-                self._answer(turn, voice, source, fitted.messages, written, result, observers)
+                self._answer(turn, voice, source, fitted.messages, written, result, observers, confirmed)
                 if not turn.cut.is_set():
                     turn.move(TurnState.SPEAKING)
                     observers.reply_written(voice is not None)
@@ -553,15 +570,26 @@ class Session:
         written: list[str],
         result: TurnResult,
         observers: Observers,
+        confirmed: list[ToolCall] | None = None,
     ) -> None:
         """Write the reply from its source. With tools, the calls it makes are run, their results given to
-        the model, and the reply goes on from them (up to TOOL_ROUNDS times), in the same voice."""
-        tools = self.tools
+        the model, and the reply goes on from them (up to TOOL_ROUNDS times), in the same voice. A call
+        to a tool that changes something (destructive) is not made: the user is asked, and the reply
+        ends with the question; the next turn's yes makes it (`confirmed`)."""
+        tools, confirmed = self.tools, confirmed or []
         for round_ in range(TOOL_ROUNDS + 1):
-            finder = CallFinder() if tools else None
+            finder = CallFinder() if tools or confirmed else None
             with contextlib.closing(source):
                 self._write(turn, voice, source, written, observers, finder)
             if finder is None or not finder.calls or turn.cut.is_set():
+                return
+            asking = [call for call in finder.calls if self._asks_first(call) and call not in confirmed]
+            if asking:
+                language = "zh" if (result.language or "").startswith("zh") else "en"
+                question = confirm_question(asking, language)
+                log.info("asking before: %s", ", ".join(call.name for call in asking))
+                self._write(turn, voice, Reply(messages, stream=(q for q in [question])), written, observers)
+                self.pending = None if turn.cut.is_set() else list(finder.calls)
                 return
             if round_ == TOOL_ROUNDS:
                 log.info("the reply called tools %d times: the last calls are not made", TOOL_ROUNDS + 1)
@@ -606,6 +634,10 @@ class Session:
             made.append(record)
             result.tools.append(record)
         return made
+
+    def _asks_first(self, call: ToolCall) -> bool:
+        tool = self.toolbox.tools.get(call.name) if self.toolbox is not None else None
+        return tool is not None and tool.destructive
 
     def _stream(
         self, messages: list[Message], tools: list[dict[str, Any]] | None

@@ -186,6 +186,11 @@ class StandInModel(http.server.BaseHTTPRequestHandler):
         last = body["messages"][-1]
         if last["role"] == "tool":
             events = [{"delta": {"content": piece}} for piece in ("I added ", "bread ", "to your notes.")]
+        elif "clear" in json.dumps(last).lower() and body.get("tools"):
+            events = [
+                {"delta": {"tool_calls": [{"index": 0, "id": "call_clear", "type": "function",
+                                           "function": {"name": "clear_notes", "arguments": "{}"}}]}},
+            ]  # fmt: skip
         elif "note" in json.dumps(last).lower() and body.get("tools"):
             # The call, streamed as OpenAI does: the id and name first, the arguments in pieces.
             events = [
@@ -288,3 +293,28 @@ def test_a_spoken_request_calls_the_mcp_tool_and_the_spoken_answer_uses_its_resu
         } in history
     finally:
         server.shutdown()
+
+
+def test_a_tool_the_server_marks_destructive_asks_first_and_no_means_no_call(tmp_path: Path):
+    StandInModel.requests = []
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), StandInModel)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/v1"
+    config, notes = notes_config(tmp_path)
+    notes.write_text("bread\n", encoding="utf-8")
+    try:
+        run = run_chat(
+            "--config", str(config), "--llm", "openai", "--llm-url", url, "--text", "--no-play",
+            stdin="Clear my notes.\nNo.\nClear my notes.\nYes.\n",
+        )  # fmt: skip
+    finally:
+        server.shutdown()
+    assert run.returncode == 0, run.stderr
+    replies = [line for line in run.stdout.splitlines() if line.startswith("AI: ")]
+    assert replies[0] == "AI: Shall I clear notes? Say yes or no."
+    assert replies[1] == "AI: All right, I won't."
+    assert replies[2] == "AI: Shall I clear notes? Say yes or no."
+    assert not notes.exists(), "the yes made the call"
+    # The tool ran once, after the yes: the model was given one result.
+    called = [r for r in StandInModel.requests if r["messages"][-1]["role"] == "tool"]
+    assert len(called) == 1 and called[0]["messages"][-1]["content"] == "All notes are deleted."

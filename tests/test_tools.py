@@ -303,3 +303,85 @@ def test_a_model_without_tool_support_is_given_none():
     assert session.tools is None
     result = session.reply("What time is it?", time.perf_counter())
     assert result.tools == [] and len(chat.calls) == 1
+
+
+# ------------------------------------------------------------------ a tool that changes something asks first
+
+
+def deleting_tool(deleted: list[str]) -> Tool:
+    return Tool(
+        "delete_note",
+        "delete a note",
+        {"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]},
+        lambda name: deleted.append(name) or f"deleted {name}",
+        destructive=True,
+    )
+
+
+DELETE = '<tool_call>{"name": "delete_note", "arguments": {"name": "shopping"}}</tool_call>'
+
+
+@pytest.mark.parametrize("answer", ["No.", "No, don't.", "Nope", "不要。"])
+def test_a_destructive_call_is_asked_about_and_no_means_no_call(answer):
+    deleted: list[str] = []
+    chat = ToolChat().enqueue(f"Sure. {DELETE}")
+    display, synth, sink = FakeDisplay(), FakeSynth(), FakeSink()
+    session = make_session(chat, display, synthesizer=synth, sinks=[sink])
+    session.toolbox = toolbox(deleting_tool(deleted))
+    asked = session.reply("Delete my shopping note.", time.perf_counter())
+    assert asked.reply == "Sure. Shall I delete note, with name shopping? Say yes or no."
+    assert "Say yes or no." in "".join(synth.spoken) and "{" not in "".join(synth.spoken)
+    assert deleted == [] and asked.tools == []
+    calls_before = len(chat.calls)
+    refused = session.reply(answer, time.perf_counter())
+    assert deleted == [], "no means no call"
+    assert refused.reply in ("All right, I won't.", "好的，不做了。") and refused.tools == []
+    assert len(chat.calls) == calls_before  # said at once, not the model's to get wrong
+
+
+@pytest.mark.parametrize("answer", ["Yes.", "Yes, please do it.", "OK", "好的。"])
+def test_a_destructive_call_is_made_on_a_spoken_or_typed_yes_and_the_model_answers_from_it(answer):
+    deleted: list[str] = []
+    chat = ToolChat().enqueue(DELETE, "Your shopping note is gone.")
+    display, synth = FakeDisplay(), FakeSynth()
+    session = make_session(chat, display, synthesizer=synth, sinks=[FakeSink()])
+    session.toolbox = toolbox(deleting_tool(deleted))
+    session.reply("Delete my shopping note.", time.perf_counter())
+    assert deleted == []
+    done = session.reply(answer, time.perf_counter())
+    assert deleted == ["shopping"]
+    assert done.reply == "Your shopping note is gone."
+    [made] = done.tools
+    assert made == {"name": "delete_note", "arguments": {"name": "shopping"}, "result": "deleted shopping"}
+    # The model heard the answer, then the call and its result, as data.
+    last = chat.calls[-1]
+    assert last[-3]["role"] == "user" and last[-1] == {
+        "role": "tool", "tool_call_id": "call_1", "name": "delete_note", "content": "deleted shopping"
+    }  # fmt: skip
+
+
+def test_a_turn_that_is_neither_yes_nor_no_forgets_the_question():
+    deleted: list[str] = []
+    chat = ToolChat().enqueue(DELETE, "Paris.", "Fine.")
+    session = make_session(chat, FakeDisplay(), synthesizer=FakeSynth(), sinks=[FakeSink()])
+    session.toolbox = toolbox(deleting_tool(deleted))
+    session.reply("Delete my shopping note.", time.perf_counter())
+    assert session.reply("What is the capital of France?", time.perf_counter()).reply == "Paris."
+    session.reply("Yes.", time.perf_counter())  # too late: that question was forgotten
+    assert deleted == []
+
+
+@pytest.mark.parametrize(
+    "text, meaning",
+    [
+        ("Yes.", True), ("yeah, go ahead", True), ("Okay!", True), ("Sure, do it.", True), ("是的。", True),
+        ("可以", True), ("No.", False), ("No, don't do that.", False), ("Don't.", False), ("不要", False),
+        ("不是。", False), ("Cancel it.", False), ("What is the weather like in Paris today then?", None),
+        ("I'm not sure.", None), ("", None), ("今天天气怎么样？", None),
+        ("Yes I think we should maybe do that later", None),
+    ],
+)  # fmt: skip
+def test_yes_or_no(text, meaning):
+    from talkgpt4all.tools import yes_or_no
+
+    assert yes_or_no(text) is meaning

@@ -321,3 +321,50 @@ _NAME = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")
 def valid_name(name: str) -> bool:
     """A tool name as the OpenAI shape allows it."""
     return bool(_NAME.match(name))
+
+
+# ---------------------------------------------------------------------------------------- asking first
+
+_YES = ("yes", "yeah", "yep", "yup", "sure", "ok", "okay", "go ahead", "do it", "please do", "of course")
+_NO = ("no", "nope", "don't", "do not", "cancel", "stop", "never mind", "nevermind", "not now")
+_YES_ZH = ("是", "好", "可以", "对", "行", "确定", "要", "嗯")
+_NO_ZH = ("不", "别", "取消", "算了", "没有")
+_MOST_WORDS = 6  # an answer longer than this is something else: the user moved on
+
+
+def yes_or_no(text: str) -> bool | None:
+    """The user's answer to "Shall I …? Say yes or no": True, False, or None when it is neither (then
+    nothing is done, and the words are a turn of their own). A "no" wins over a "yes" it begins with
+    ("no, don't")."""
+    words = re.sub(r"[^\w\s']", " ", text.lower().replace("’", "'")).split()
+    if not words:
+        return None
+    if any("\u4e00" <= ch <= "\u9fff" for ch in text):
+        han = "".join(ch for ch in text if "\u4e00" <= ch <= "\u9fff")
+        if len(han) > 8:
+            return None
+        if han.startswith(_NO_ZH):
+            return False
+        return True if han.startswith(_YES_ZH) else None
+    if len(words) > _MOST_WORDS:
+        return None
+    spoken = " ".join(words)
+    for answers, meaning in ((_NO, False), (_YES, True)):
+        if any(spoken == a or spoken.startswith(a + " ") for a in answers):
+            return meaning
+    return None
+
+
+def confirm_question(calls: list[ToolCall], language: str) -> str:
+    """What the assistant asks before a call that changes something: the tool, and what it is given,
+    in words (never JSON)."""
+    said = [_call_in_words(call) for call in calls]
+    if language == "zh":
+        return f"要我执行{'、'.join(said)}吗？请说“是”或“不”。"
+    return f"Shall I {' and '.join(said)}? Say yes or no."
+
+
+def _call_in_words(call: ToolCall) -> str:
+    action = call.name.replace("_", " ").replace("-", " ").strip()
+    given = [f"{name.replace('_', ' ')} {value}" for name, value in call.arguments.items() if value != ""]
+    return f"{action}, with {', '.join(given)}" if given else action
