@@ -783,3 +783,107 @@ def source_index(pactl, name: str) -> str:
         if source == name:
             return index
     raise AssertionError(f"no source {name}")
+
+
+class TimerModel:
+    """A stand-in OpenAI server whose model sets a 3 s timer when asked for one, then answers from the
+    tool's result: with a short line, or, when a story was asked for too, with a story long enough to be
+    still playing when the timer is due."""
+
+    STORY = (
+        "Once upon a time a small dragon lived in a cave by the sea. Every morning she flew over the "
+        "water to watch the fishing boats. One day a storm came, and a boat was lost in the waves. The "
+        "dragon dived into the storm and carried the boat home on her back. The fishermen thanked her, "
+        "and from then on they left her a basket of fish every evening."
+    )
+
+    def __init__(self) -> None:
+        import http.server
+
+        owner = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                self._send("application/json", json.dumps({"data": [{"id": "stand-in"}]}).encode())
+
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                messages = body["messages"]
+                asked = next(m["content"] for m in reversed(messages) if m["role"] == "user").lower()
+                if messages[-1]["role"] == "tool":
+                    text = "The timer is set. " + (owner.STORY if "story" in asked else "")
+                    chunks = [{"delta": {"content": word + " "}} for word in text.split()]
+                elif "timer" in asked and body.get("tools"):
+                    arguments = json.dumps({"seconds": 3, "message": "Time to check the oven."})
+                    call = {"index": 0, "id": "call_t", "type": "function",
+                            "function": {"name": "set_timer", "arguments": arguments}}  # fmt: skip
+                    chunks = [{"delta": {"tool_calls": [call]}}]
+                else:
+                    chunks = [{"delta": {"content": "Hello."}}]
+                events = b""
+                for i, chunk in enumerate(chunks):
+                    finish = None if i < len(chunks) - 1 else "stop"
+                    event = {"choices": [{"index": 0, **chunk, "finish_reason": finish}]}
+                    events += f"data: {json.dumps(event)}\n\n".encode()
+                self._send("text/event-stream", events + b"data: [DONE]\n\n")
+
+            def _send(self, kind: str, data: bytes) -> None:
+                self.send_response(200)
+                self.send_header("Content-Type", kind)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+
+
+def type_line(app: Tmux, text: str) -> None:
+    subprocess.run(["tmux", "send-keys", "-t", app.name, text, "Enter"], env=app.env, check=True)
+
+
+def test_a_timer_speaks_when_due_and_waits_for_a_reply_in_progress(
+    pulse: dict[str, str], tmp_path: Path, ears: Ears
+):
+    model = TimerModel()
+    app, env = start_chat(pulse, "--llm", "openai", "--llm-url", model.url, "--tools", "timer")
+    try:
+        app.wait_for("Ready", timeout=120)
+        # 1. Set, and then nothing happens: three seconds later it speaks of itself.
+        type_line(app, "Set a timer for three seconds.")
+        app.wait_for("AI: The timer is set.", timeout=60)
+        app.wait_for("Press Enter to talk", timeout=60, after=1)
+        speaker = Speaker(env, tmp_path / "alone.raw")
+        screen = app.wait_for("⏰ Time to check the oven.", timeout=20)
+        app.wait_for("Press Enter to talk", timeout=30, after=screen.count("Press Enter to talk"))
+        time.sleep(0.5)
+        alone = speaker.heard()
+        assert "oven" in ears.hear(alone).lower(), "the timer was not heard"
+        assert screen.count("You: ") == 1, "a timer is not a turn"
+
+        # 2. Due while a long reply plays: the reply plays to its end, then the timer speaks.
+        speaker = Speaker(env, tmp_path / "over.raw")
+        type_line(app, "Set a timer for three seconds and tell me a story.")
+        app.wait_for("fish every evening", timeout=60)
+        screen = app.wait_for("⏰ Time to check the oven.", timeout=60, after=1)
+        app.wait_for("Press Enter to talk", timeout=30, after=screen.count("Press Enter to talk"))
+        time.sleep(0.5)
+        over = speaker.heard()
+        screen = app.screen()
+    finally:
+        app.kill()
+        model.server.shutdown()
+    assert "[interrupted]" not in screen, screen
+    _, _, after_story = screen.rpartition("fish every evening")
+    assert "⏰ Time to check the oven." in after_story, screen  # said after the reply, not over it
+    loud = np.flatnonzero(np.abs(over) > SOUND)
+    assert len(loud), "nothing was played"
+    # The recording's last words are the timer's, and the story's end came before them, whole.
+    heard_end = ears.hear(over[max(0, loud[-1] - 3 * 16000) :]).lower()
+    assert "oven" in heard_end, heard_end
+    heard_all = ears.hear(over).lower()
+    assert heard_all.index("fish") < heard_all.rindex("oven"), heard_all
