@@ -126,7 +126,18 @@ class TerminalDisplay(Display):
         self._started = self._ended_line = False
 
     def notice(self, text: str) -> None:
-        self._safely(lambda: self.out.print(clean(text), style="yellow"))
+        """A line of its own. In the middle of a reply's line (a tool that failed), the line is ended
+        first, and the rest of the reply begins a line of its own ("AI: ...")."""
+        midline = self._started and not self._ended_line
+
+        def show() -> None:
+            if midline:
+                self.out.print()
+            self.out.print(clean(text), style="yellow")
+
+        self._safely(show)
+        if midline:
+            self._started = False
 
 
 def format_timings(result: TurnResult) -> str:

@@ -581,6 +581,11 @@ class Session:
             finder = CallFinder() if tools or confirmed else None
             with contextlib.closing(source):
                 self._write(turn, voice, source, written, observers, finder)
+            if tools and self.tools is None:  # the server refused them: said once, and the turn goes on
+                chat = self.engines.chat
+                why = chat.tool_support() if isinstance(chat, CallsTools) else None
+                self.display.notice(f"Tools are off: {why}. Going on without them.")
+                tools = None
             if finder is None or not finder.calls or turn.cut.is_set():
                 return
             asking = [call for call in finder.calls if self._asks_first(call) and call not in confirmed]

@@ -318,3 +318,47 @@ def test_a_tool_the_server_marks_destructive_asks_first_and_no_means_no_call(tmp
     # The tool ran once, after the yes: the model was given one result.
     called = [r for r in StandInModel.requests if r["messages"][-1]["role"] == "tool"]
     assert len(called) == 1 and called[0]["messages"][-1]["content"] == "All notes are deleted."
+
+
+class RefusingTools(StandInModel):
+    """An OpenAI server whose model cannot call tools, as ollama says it: 400 "... does not support
+    tools"."""
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        type(self).requests.append(body)
+        if body.get("tools"):
+            data = json.dumps(
+                {"error": {"message": "registry.ollama.ai/library/gemma:2b does not support tools"}}
+            )
+            self.send_response(400)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data.encode())
+            return
+        chunk = {"choices": [{"index": 0, "delta": {"content": "Hello there."}, "finish_reason": "stop"}]}
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.end_headers()
+        self.wfile.write(f"data: {json.dumps(chunk)}\n\ndata: [DONE]\n\n".encode())
+
+
+def test_a_server_that_refuses_tools_is_one_line_and_the_conversation_goes_on_without_them():
+    RefusingTools.requests = []
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), RefusingTools)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/v1"
+    try:
+        run = run_chat(
+            "--llm", "openai", "--llm-url", url, "--tools", "time", "--text", "--no-play",
+            stdin="What time is it?\nAnd now?\n",
+        )  # fmt: skip
+    finally:
+        server.shutdown()
+    assert run.returncode == 0, run.stderr
+    assert [line for line in run.stdout.splitlines() if line.startswith("AI: ")] == ["AI: Hello there."] * 2
+    said = [line for line in (run.stdout + run.stderr).splitlines() if "Tools are off" in line]
+    assert len(said) == 1 and "does not support tools" in said[0], run.stdout + run.stderr
+    asked = [r for r in RefusingTools.requests if r.get("max_tokens", 0) > 1]
+    assert [bool(r.get("tools")) for r in asked] == [True, False, False]  # refused once, then never sent

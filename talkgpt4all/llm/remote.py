@@ -73,6 +73,7 @@ class OpenAIChatModel:
         )
         self.context_size = context
         self.last_evaluated: int | None = None
+        self.tools_refused: str | None = None  # why the server would not take tools, once it said so
         self.model = model or self._first_model()
         log.info("language model: %s at %s", self.model, self.url)
 
@@ -103,8 +104,10 @@ class OpenAIChatModel:
         return estimate_tokens(messages)
 
     def tool_support(self) -> str | None:
-        """Asked with tools, a server that cannot use them says so at the first turn that has them."""
-        return None
+        """None until the server refuses a request for its tools (ollama: "does not support tools";
+        llama-server without --jinja: "tools param requires --jinja flag"); then why, and the
+        conversation goes on without them."""
+        return self.tools_refused
 
     def stream(
         self, messages: list[Message], options: GenerationOptions, tools: list[dict[str, Any]] | None = None
@@ -127,7 +130,10 @@ class OpenAIChatModel:
             body["tools"] = tools
         calls: dict[int, dict[str, str]] = {}
         self.last_evaluated = None
-        response = self.request("POST", "/chat/completions", json=body, stream=True)
+        response = self._post(body)
+        if response is None:  # the server cannot take tools: asked again without them
+            yield from self.stream(messages, options)
+            return
         finished = False  # a finish_reason was sent (or "[DONE]"): the reply is whole
         try:
             for event in _events(response):
@@ -161,6 +167,18 @@ class OpenAIChatModel:
             ) from exc
         finally:
             response.close()
+
+    def _post(self, body: dict[str, Any]) -> Any:
+        """The chat request, streamed; None when the server refused it for its tools (then
+        tool_support() says why from now on)."""
+        try:
+            return self.request("POST", "/chat/completions", json=body, stream=True)
+        except LLMServerError as exc:
+            if not body.get("tools") or not _refuses_tools(str(exc)):
+                raise
+            self.tools_refused = f"the LLM server refused them ({_server_words(str(exc))})"
+            log.info("%s", self.tools_refused)
+            return None
 
     def close(self) -> None:
         self._server.http.close()
@@ -198,3 +216,15 @@ def _gather(calls: dict[int, dict[str, str]], pieces: list[dict[str, Any]]) -> N
 def _tool_calls(calls: dict[int, dict[str, str]]) -> Generator[str, None, None]:
     for _, call in sorted(calls.items()):
         yield "<tool_call>" + json.dumps(call, ensure_ascii=False) + "</tool_call>"
+
+
+def _refuses_tools(error: str) -> bool:
+    """Whether a refused request was refused for its tools (the server's own words say so)."""
+    words = error.lower()
+    return "tool" in words and any(f" answered {code} " in words for code in (400, 422, 500, 501))
+
+
+def _server_words(error: str) -> str:
+    """The server's message out of LLMServerError's line: "... answered 400 MESSAGE: hint"."""
+    _, _, rest = error.partition(" answered ")
+    return rest.rsplit(": ", 1)[0] if rest else error
