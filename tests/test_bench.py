@@ -89,3 +89,19 @@ def test_long_conversation_benchmark_reports_both_modes_by_turn():
     # Once the context is full, shifting the cache computes less per turn than trimming in steps does.
     shift, steps = figures["modes"]["shift"], figures["modes"]["steps"]
     assert shift["computed_mean_after_full"] < steps["computed_mean_after_full"]
+
+
+def test_tools_benchmark_reports_each_row_beside_the_one_without_tools():
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "tools.py"), "--rounds", "1", "--turns", "2", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr
+    figures = json.loads(done.stdout)
+    assert set(figures["rows"]) == {"no tools", "built-in get_time", "MCP list_notes"}
+    assert figures["rows"]["no tools"]["extra_p50"] == 0
+    for row in figures["rows"].values():
+        assert 0 < row["first_token_p50"] <= row["first_audio_p50"] <= row["first_audio_p95"]
+    assert "cores" in figures["machine"] and figures["turns"] == 2

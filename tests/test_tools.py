@@ -385,3 +385,11 @@ def test_yes_or_no(text, meaning):
     from talkgpt4all.tools import yes_or_no
 
     assert yes_or_no(text) is meaning
+
+
+def test_a_tool_that_is_not_built_in_is_one_line_and_exit_2():
+    from conftest import run_chat
+
+    run = run_chat("--tools", "time,weather", "--text", "--no-play", stdin="hi\n")
+    assert run.returncode == 2 and len(run.stderr_lines) == 1, run.stderr
+    assert "no built-in tool 'weather'" in run.stderr and "--list-tools" in run.stderr
