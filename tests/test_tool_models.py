@@ -117,6 +117,60 @@ def test_in_process_the_grammar_keeps_a_calls_arguments_to_the_schema_whatever_t
         timers.close()
 
 
+@pytest.fixture(scope="module")
+def bare_model(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """SmolLM2-135M with a template that lays calls out as Llama 3.2's does: bare JSON objects."""
+    from talkgpt4all.llm.llama_cpp import LlamaCppChatModel
+
+    copy = tmp_path_factory.mktemp("bare") / "SmolLM2-135M-bare-calls.gguf"
+    subprocess.run(
+        [sys.executable, "-m", "gguf.scripts.gguf_new_metadata", str(starter_gguf()), str(copy),
+         "--chat-template-file", str(ROOT / "tests" / "templates" / "bare-json-calls.jinja"), "--force"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    chat = LlamaCppChatModel(LanguageModel(model=str(copy), context=2048, threads=2))
+    yield chat
+    chat.llm.close()
+
+
+def test_in_process_a_bare_json_call_as_llama_writes_it_is_kept_to_the_schema_by_the_grammar(
+    bare_model,  # type: ignore[no-untyped-def]
+):
+    """Llama 3.2 writes a call as the whole reply, {"name": ..., "parameters": ...}. Once a reply opens
+    with "{", the rest is written under the grammar: every reply that begins a call ends as a valid one,
+    and is never said. (With a history that shows one call, SmolLM2 opens with "{" in a few samples of
+    20; the others are speech.)"""
+    from talkgpt4all.tools import check_arguments
+
+    timers = Timers(on_due=lambda due: None)
+    box = Toolbox()
+    box.add(time_tool(lambda: CLOCK))
+    box.add(timer_tool(timers))
+    messages = [{"role": "user", "content": "What time is it?"}]
+    messages += tool_messages([{"name": "get_time", "arguments": {}, "result": "09:15"}])
+    messages += [
+        {"role": "assistant", "content": "It is 09:15."},
+        {"role": "user", "content": "And what time is it now?"},
+    ]
+    calls = 0
+    try:
+        for seed in range(1, 21):
+            options = GenerationOptions(max_tokens=60, temperature=0.9, seed=seed)
+            written = "".join(bare_model.stream(messages, options, tools=box.schemas()))
+            speech, found = find_calls([written])
+            if not written.lstrip().startswith("{"):
+                assert not found and speech == written
+                continue
+            calls += 1
+            assert speech == "" and len(found) == 1, written  # a call, whole, and nothing said
+            [call] = found
+            schema = box.tools[call.name].parameters
+            assert check_arguments(call.arguments, schema) is None, written
+        assert calls >= 1, "SmolLM2 began no bare call in 20 samples"
+    finally:
+        timers.close()
+
+
 def test_binary_llama_server_streams_tool_calls_that_run_and_take_their_result_back(tool_gguf: Path):
     """--llm binary: bin/llama-server with the model's own template (--jinja, its default), the OpenAI
     request with tools, and its streamed `tool_calls`. llama-server does not enforce tool_choice

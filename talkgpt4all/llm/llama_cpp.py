@@ -222,9 +222,9 @@ def _arguments_as_object(call: dict[str, Any]) -> dict[str, Any]:
     return {**call, "function": function}
 
 
-def call_grammar(tools: list[dict[str, Any]]) -> Any:
+def call_grammar(tools: list[dict[str, Any]], key: str = "arguments") -> Any:
     """A grammar for one call to one of these tools, as JSON: {"name": <a tool's>, "arguments": <valid
-    for its schema>}."""
+    for its schema>} (Qwen2.5, Hermes), or with key "parameters" (Llama 3.2's bare calls)."""
     from llama_cpp.llama_grammar import LlamaGrammar
 
     options = []
@@ -234,13 +234,25 @@ def call_grammar(tools: list[dict[str, Any]]) -> Any:
         options.append(
             {
                 "type": "object",
-                "properties": {"name": {"const": function["name"]}, "arguments": parameters},
-                "required": ["name", "arguments"],
+                "properties": {"name": {"const": function["name"]}, key: parameters},
+                "required": ["name", key],
                 "additionalProperties": False,
             }
         )
     schema = options[0] if len(options) == 1 else {"oneOf": options}
     return LlamaGrammar.from_json_schema(json.dumps(schema), verbose=False)
+
+
+def _call_begun(written: str) -> str | None:
+    """Where a call begins in what is written so far: the text up to and including `<tool_call>`, or,
+    when the reply opens with "{" (a bare call), the blank before it (the grammar writes the object
+    whole). None while no call has begun."""
+    if CALL_OPEN in written:
+        return written[: written.index(CALL_OPEN) + len(CALL_OPEN)]
+    stripped = written.lstrip()
+    if stripped.startswith("{"):
+        return written[: len(written) - len(stripped)]
+    return None
 
 
 class LlamaCppChatModel:
@@ -376,9 +388,11 @@ class LlamaCppChatModel:
         tools: list[dict[str, Any]] | None = None,
         tool_choice: str = "auto",
     ) -> Generator[str, None, None]:
-        """The reply, as it is written. With tools, a call the model begins (`<tool_call>`) is written
-        on under a grammar made from the tools' schemas, so its name is a tool's and its arguments
-        valid JSON for it; tool_choice "required" makes the reply a call from its first token."""
+        """The reply, as it is written. With tools, a call the model begins is written on under a grammar
+        made from the tools' schemas, so its name is a tool's and its arguments valid JSON for it: after
+        `<tool_call>` (Qwen2.5, Hermes), or from a reply's first "{" (Llama 3.2 writes a call as a bare
+        JSON object, {"name": ..., "parameters": ...}). tool_choice "required" makes the reply a call
+        from its first token."""
         tokens, result = self._prompt(messages, tools)
         stop = result.stop if isinstance(result.stop, list) else [result.stop] if result.stop else []
         if self.shifts_context:
@@ -386,16 +400,16 @@ class LlamaCppChatModel:
         evaluated_before = self._evaluated_so_far()
         self.last_evaluated = None
         budget = options.max_tokens
-        written = ""
+        written, bare = "", False
         try:
             if not tools or tool_choice != "required":
                 for text in self._complete(tokens, budget, options, stop, result.stopping_criteria):
                     written += text
-                    if tools and CALL_OPEN in written:
+                    head = _call_begun(written) if tools else None
+                    if head is not None:
                         # The call's own tokens, from here on, under the grammar.
-                        head = written[: written.index(CALL_OPEN) + len(CALL_OPEN)]
-                        yield text[: len(text) - (len(written) - len(head))]
-                        written = head
+                        yield text[: max(0, len(text) - (len(written) - len(head)))]
+                        written, bare = head, not head.endswith(CALL_OPEN)
                         break
                     yield text
                 else:
@@ -403,12 +417,14 @@ class LlamaCppChatModel:
             else:
                 written = CALL_OPEN
                 yield CALL_OPEN
+            assert tools  # a call is begun only with tools
             prefix = tokens + self.llm.tokenize(written.encode("utf-8"), add_bos=False, special=True)
             budget = max(16, budget - (len(prefix) - len(tokens)))
-            grammar = call_grammar(tools)
+            grammar = call_grammar(tools, "parameters" if bare else "arguments")
             for text in self._complete(prefix, budget, options, stop, result.stopping_criteria, grammar):
                 yield text
-            yield CALL_CLOSE
+            if not bare:
+                yield CALL_CLOSE
         finally:
             self.last_evaluated = self._evaluated_so_far() - evaluated_before
 
