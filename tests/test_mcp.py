@@ -45,6 +45,18 @@ env = {{ NOTES_FILE = {json.dumps(str(notes))} }}
     return config, notes
 
 
+def servers_for(notes: Path) -> list[int]:
+    """The notes servers still running for this notes file (found by their environment)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and f"NOTES_FILE={notes}".encode() in (proc / "environ").read_bytes():
+                found.append(int(proc.name))
+        except OSError:
+            continue
+    return found
+
+
 def notes_server(notes: Path, **kwargs: Any) -> McpServer:
     return McpServer(
         "notes", command=sys.executable, args=(str(SERVER),), env=(("NOTES_FILE", str(notes)),), **kwargs
@@ -148,6 +160,7 @@ def test_a_servers_tools_act_a_slow_call_is_cancelled_and_a_dead_server_is_one_l
         after = box.call(ToolCall("list_notes", {}))  # at once, and still one line
         assert after.error and "has stopped" in after.content
     assert not [t for t in threading.enumerate() if t.name == "mcp"], "the MCP thread outlived the session"
+    assert servers_for(notes) == [], "a server process outlived the session"
 
 
 def test_a_call_past_its_timeout_is_an_error_the_model_hears(tmp_path: Path):
@@ -310,6 +323,7 @@ def test_a_tool_the_server_marks_destructive_asks_first_and_no_means_no_call(tmp
     finally:
         server.shutdown()
     assert run.returncode == 0, run.stderr
+    assert servers_for(notes) == [], "the MCP server outlived the program"
     replies = [line for line in run.stdout.splitlines() if line.startswith("AI: ")]
     assert replies[0] == "AI: Shall I clear notes? Say yes or no."
     assert replies[1] == "AI: All right, I won't."
@@ -362,3 +376,41 @@ def test_a_server_that_refuses_tools_is_one_line_and_the_conversation_goes_on_wi
     assert len(said) == 1 and "does not support tools" in said[0], run.stdout + run.stderr
     asked = [r for r in RefusingTools.requests if r.get("max_tokens", 0) > 1]
     assert [bool(r.get("tools")) for r in asked] == [True, False, False]  # refused once, then never sent
+
+
+def test_a_signal_while_a_server_starts_ends_the_program_and_leaves_no_server_behind(tmp_path: Path):
+    import signal
+    import subprocess
+
+    slow = tmp_path / "slow_server.py"
+    slow.write_text("import time\ntime.sleep(120)\n", encoding="utf-8")  # never answers "initialize"
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f"[mcp.slow]\ncommand = {json.dumps(sys.executable)}\nargs = [{json.dumps(str(slow))}]\n"
+        f"env = {{ NOTES_FILE = {json.dumps(str(tmp_path / 'marker'))} }}\n",
+        encoding="utf-8",
+    )
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), StandInModel)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/v1"
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "chat.py"), "--config", str(config), "--llm", "openai", "--llm-url", url,
+         "--text", "--no-play"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stderr is not None
+        line = proc.stderr.readline()  # (after the warnings before it, if any)
+        while line and "Starting 1 MCP server" not in line:
+            line = proc.stderr.readline()
+        assert line, "startup never said it was starting the server"
+        deadline = time.monotonic() + 10
+        while not servers_for(tmp_path / "marker") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert servers_for(tmp_path / "marker"), "the server was never started"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(15) == 128 + signal.SIGTERM
+    finally:
+        proc.kill()
+        server.shutdown()
+    assert servers_for(tmp_path / "marker") == [], "the server outlived the program"

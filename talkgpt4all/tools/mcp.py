@@ -18,6 +18,7 @@ import contextlib
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -87,6 +88,7 @@ class McpServers:
         self._tasks: list[concurrent.futures.Future[None]] = []
         self._sessions: dict[str, Any] = {}
         self._stopped: dict[str, str] = {}  # server -> why it stopped
+        self._ended: set[str] = set()  # servers whose task has unwound (their process stopped)
         self.connected: list[Connected] = []
 
     def start(self, timeout: float = START_TIMEOUT) -> list[Connected]:
@@ -142,6 +144,7 @@ class McpServers:
                 raise
         finally:
             self._sessions.pop(server.name, None)
+            self._ended.add(server.name)
 
     def _connected(self, server: McpServer, listed: list[Any]) -> Connected:
         up = Connected(server)
@@ -205,9 +208,19 @@ class McpServers:
             return
         if self._stop is not None:
             self._loop.call_soon_threadsafe(self._stop.set)
-        concurrent.futures.wait(self._tasks, timeout=10.0)
-        for task in self._tasks:
+        # A connected server ends at once (its process is told to stop, and waited for); one still
+        # starting (Ctrl-C during startup) is cancelled, and its process stopped as the task unwinds.
+        for server, task in zip(self.servers, self._tasks, strict=False):
+            if server.name not in self._sessions:
+                task.cancel()
+        _, stuck = concurrent.futures.wait(self._tasks, timeout=5.0)
+        for task in stuck:
             task.cancel()
+        deadline = time.monotonic() + 5.0
+        while any(name not in self._ended for name in (s.name for s in self.servers)):
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.02)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(5.0)
         if not self._thread.is_alive():
