@@ -887,3 +887,24 @@ def test_a_timer_speaks_when_due_and_waits_for_a_reply_in_progress(
     assert "oven" in heard_end, heard_end
     heard_all = ears.hear(over).lower()
     assert heard_all.index("fish") < heard_all.rindex("oven"), heard_all
+
+
+def test_hands_free_a_timer_set_by_voice_speaks_when_due(pulse: dict[str, str], tmp_path: Path, ears: Ears):
+    model = TimerModel()
+    asked = speak_to_file("Please set a timer for three seconds.", tmp_path / "q.wav")
+    app, env = start_chat(pulse, "--vad", "--llm", "openai", "--llm-url", model.url, "--tools", "timer")
+    try:
+        app.wait_for("Listening", timeout=120)
+        subprocess.run(["paplay", "--device=mic", str(asked)], env=env, check=True)
+        app.wait_for("AI: The timer is set.", timeout=60)
+        app.wait_for_below("AI: ", "Listening", timeout=60)  # the reply has played
+        speaker = Speaker(env, tmp_path / "due.raw")
+        screen = app.wait_for("⏰ Time to check the oven.", timeout=20)
+        app.wait_for_below("⏰", "Listening", timeout=30)
+        time.sleep(0.5)
+        due = speaker.heard()
+    finally:
+        app.kill()
+        model.server.shutdown()
+    assert "oven" in ears.hear(due).lower(), "the timer was not heard"
+    assert screen.count("You: ") == 1, screen  # nobody spoke: the timer is not a turn
