@@ -122,6 +122,12 @@ class TurnResult:
     tools: list[dict[str, Any]] = field(default_factory=list)
 
     @property
+    def phrase_language(self) -> str:
+        """The language of the program's own short phrases in this turn ("One moment", "Shall I …?"):
+        Chinese for a Chinese turn, else English."""
+        return "zh" if (self.language or "").startswith("zh") else "en"
+
+    @property
     def cut_off(self) -> bool:
         return self.interrupted or self.error is not None
 
@@ -531,7 +537,7 @@ class Session:
                 ahead.reply.close()
             confirmed = pending if answer else []
             lines = [f"<tool_call>{json.dumps(c.to_json(), ensure_ascii=False)}</tool_call>" for c in pending]
-            said = lines if answer else [NOT_DONE["zh" if (result.language or "").startswith("zh") else "en"]]
+            said = lines if answer else [NOT_DONE[result.phrase_language]]
             source = Reply(fitted.messages, stream=(line for line in said))
         else:
             source = self._source(fitted, ahead)
@@ -590,7 +596,7 @@ class Session:
                 return
             asking = [call for call in finder.calls if self._asks_first(call) and call not in confirmed]
             if asking:
-                language = "zh" if (result.language or "").startswith("zh") else "en"
+                language = result.phrase_language
                 question = confirm_question(asking, language)
                 log.info("asking before: %s", ", ".join(call.name for call in asking))
                 self._write(turn, voice, Reply(messages, stream=(q for q in [question])), written, observers)
@@ -612,7 +618,7 @@ class Session:
         """Run the calls, in order, until the turn is cut off (which cancels the one running); each
         becomes a record in the turn's result. A failure is one line, and the model hears of it."""
         assert self.toolbox is not None
-        language = "zh" if (result.language or "").startswith("zh") else "en"
+        language = result.phrase_language
         made: list[dict[str, Any]] = []
         for call in calls:
             if turn.cut.is_set():
