@@ -727,10 +727,12 @@ class Session:
                 yield tail
 
         if self.config.turns.stream:
-            for sentence in sentences(tokens(), FIRST_CLAUSE_WORDS):
+            for number, sentence in enumerate(sentences(tokens(), FIRST_CLAUSE_WORDS)):
                 observers.sentence_ready(sentence)
                 if voice is not None:
                     voice.say(sentence)
+                    if number == 0:  # the next token waits: the first clause has the cores to itself
+                        voice.wait_for_first(turn.cut.is_set)
         else:
             # The sequential baseline: the whole reply, then all of its speech, then playback.
             whole = "".join(tokens()).strip()

@@ -53,6 +53,7 @@ class Voice:
         self.error: BaseException | None = None  # why it stopped itself (synthesis or playback failed)
         self._stopped = threading.Event()
         self._played_out = threading.Event()  # the playback thread is done
+        self._first_done = threading.Event()  # the first sentence said is synthesized (or never will be)
         self._texts: queue.Queue[str | None] = queue.Queue()
         self._audio: queue.Queue[tuple[str, Audio] | None] = queue.Queue()
         for sink in sinks:
@@ -69,6 +70,15 @@ class Voice:
     def say(self, sentence: str) -> None:
         """Queue a sentence; it is spoken after the ones before it."""
         self._texts.put(sentence)
+
+    def wait_for_first(self, give_up: Callable[[], bool]) -> None:
+        """Wait until the first sentence said is synthesized, the voice stopped, or give_up() is true.
+        The turn holds the model back meanwhile: on two cores, generating beside the synthesis made the
+        first clause take three times as long (piper: 0.27 s against 0.08 s alone), and the first
+        sound is what the user waits for. The rest is generated while the first clause plays."""
+        while not self._first_done.wait(WAIT_STEP):
+            if self.stopped or give_up():
+                return
 
     def finish(self) -> None:
         """Wait until everything queued has been played (or the voice was stopped)."""
@@ -109,21 +119,32 @@ class Voice:
         self.stop()
 
     def _synthesize_loop(self) -> None:
-        while (text := self._texts.get()) is not _DONE and not self.stopped:
-            held, self._held = self._held, None  # only ever the first piece
-            if held is not None and held.audio is not None and held.text == text:
-                self._audio.put((text, held.audio))
-                continue
-            spoken = speakable(text)
-            if not has_words(spoken):
-                continue
-            try:
-                audio = self.synthesizer.synthesize(spoken, self.language)
-            except Exception as exc:
-                self._fail(exc)
-                break
-            self._audio.put((text, audio))
-        self._audio.put(_DONE)
+        try:
+            while (text := self._texts.get()) is not _DONE and not self.stopped:
+                audio = self._synthesized(text)
+                self._first_done.set()
+                if self.stopped:
+                    break
+                if audio is not None:
+                    self._audio.put((text, audio))
+        finally:
+            self._first_done.set()
+            self._audio.put(_DONE)
+
+    def _synthesized(self, text: str) -> Audio | None:
+        """The sentence's audio: the held first piece if it is that, None if it has nothing to say
+        (or synthesis failed, which stops the voice)."""
+        held, self._held = self._held, None  # only ever the first piece
+        if held is not None and held.audio is not None and held.text == text:
+            return held.audio
+        spoken = speakable(text)
+        if not has_words(spoken):
+            return None
+        try:
+            return self.synthesizer.synthesize(spoken, self.language)
+        except Exception as exc:
+            self._fail(exc)
+            return None
 
     def _play_loop(self) -> None:
         try:

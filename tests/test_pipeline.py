@@ -70,6 +70,33 @@ def test_the_first_sentence_is_spoken_while_the_rest_is_generated():
     assert synth.spoken == ["One.", "Two.", "Three."] and not result.interrupted
 
 
+def test_the_model_waits_while_the_first_clause_is_synthesized_and_not_after():
+    """On two cores, generating beside the first clause's synthesis made it three times as slow: the
+    turn pulls no token while the first sentence said is synthesized, and goes on while it plays."""
+    pulled_during: list[int] = []
+
+    class Synth(FakeSynth):
+        def synthesize(self, text, language=None):
+            start = chat.pulled
+            audio = super().synthesize(text, language)
+            if len(self.spoken) == 1:
+                pulled_during.append(chat.pulled - start)
+            return audio
+
+    class SlowChat(FakeChat):  # a token every 10 ms
+        def stream(self, messages, options):
+            for token in super().stream(messages, options):
+                threading.Event().wait(0.01)
+                yield token
+
+    chat = SlowChat().enqueue("The first clause here. " + " ".join(f"Word{i}." for i in range(20)))
+    synth = Synth(seconds=0.2)
+    result = session(chat, synthesizer=synth, sinks=[FakeSink()]).reply("go", time.perf_counter())
+    assert synth.spoken[0] == "The first clause here."
+    assert pulled_during == [0]  # no token while the first clause was made
+    assert synth.spoken[1:] == [f"Word{i}." for i in range(20)] and result.reply.endswith("Word19.")
+
+
 def test_sentences_play_in_order_when_speech_is_slower_than_the_model():
     reply = " ".join(f"Sentence number {i}." for i in range(12))
     synth, sink = FakeSynth(seconds=0.01), FakeSink(play_seconds=0.005)
