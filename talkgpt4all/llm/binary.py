@@ -81,6 +81,9 @@ class LlamaServer:
             # Shift cached chunks past the turns dropped from the history, as our in-process back end
             # does, instead of computing everything after the system prompt again.
             self.args += ["--cache-reuse", str(REUSE_MIN_TOKENS)]
+        # Without --threads, llama-server's own choice: a thread per core. One fewer, as the in-process
+        # model takes, measured no better here (bench/devices.py's binary row): the server writes on
+        # while the voice holds back reading it.
         if threads:
             self.args += ["-t", str(threads)]
         self.process: subprocess.Popen[bytes] | None = None

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from talkgpt4all.conversation import Message
 from talkgpt4all.errors import ModelError, UsageError
-from talkgpt4all.llm import GenerationOptions
+from talkgpt4all.llm import GenerationOptions, cpu_threads
 from talkgpt4all.models import resolve_gguf
 
 if TYPE_CHECKING:
@@ -263,12 +263,14 @@ class LlamaCppChatModel:
         check_context(path, settings.context)
         check_build(path)
         debug = log.isEnabledFor(logging.DEBUG)
+        threads, batch_threads = cpu_threads(settings.threads)
         try:
             with _quiet_stderr(not debug):
                 self.llm = Llama(
                     model_path=str(path),
                     n_ctx=settings.context,
-                    n_threads=settings.threads or os.cpu_count(),
+                    n_threads=threads,
+                    n_threads_batch=batch_threads,
                     n_gpu_layers=-1 if gpu else 0,
                     seed=settings.seed if settings.seed >= 0 else 0xFFFFFFFF,
                     verbose=debug,
