@@ -289,7 +289,7 @@ class LanguageModel:
     threads: int | None = setting(
         None,
         "--threads",
-        "CPU threads, for speech to text too (default: all cores; the reply, one fewer)",
+        "CPU threads, for speech to text too (default: all cores; llama-cpp writes the reply on one fewer)",
         type=int,
         low=1,
         high=1024,

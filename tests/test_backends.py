@@ -603,15 +603,15 @@ def test_binary_computes_the_prompt_in_the_pause_and_the_turn_finds_it_cached():
 def test_the_reply_leaves_one_core_to_the_voice_unless_threads_are_given(monkeypatch, cores, given, expected):
     """By default the reply is written on every core but one (the voice runs beside it), the prompt on
     all of them; --threads is the user's choice, for both."""
-    from talkgpt4all.llm import cpu_threads
+    from talkgpt4all.llm.llama_cpp import cpu_threads
 
     monkeypatch.setattr(os, "cpu_count", lambda: cores)
     assert cpu_threads(given) == expected
 
 
 def test_the_in_process_model_is_given_those_threads_and_llama_server_its_own(tmp_path: Path):
-    from talkgpt4all.llm import binary, cpu_threads
-    from talkgpt4all.llm.llama_cpp import LlamaCppChatModel
+    from talkgpt4all.llm import binary
+    from talkgpt4all.llm.llama_cpp import LlamaCppChatModel, cpu_threads
     from talkgpt4all.settings import LanguageModel
 
     writing, prompting = cpu_threads(None)
@@ -620,7 +620,7 @@ def test_the_in_process_model_is_given_those_threads_and_llama_server_its_own(tm
         assert (chat.llm.n_threads, chat.llm.n_threads_batch) == (writing, prompting)
     finally:
         chat.close()
-    # llama-server chooses its own (one fewer was slower there), unless --threads is given
+    # llama-server chooses its own (one fewer measured no better there), unless --threads is given
     assert "-t" not in binary.LlamaServer(tmp_path / "s", tmp_path / "m.gguf", 512, None, False).args
     args = binary.LlamaServer(tmp_path / "s", tmp_path / "m.gguf", 512, 3, False).args
     assert args[args.index("-t") + 1] == "3"

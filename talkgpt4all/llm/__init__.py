@@ -6,7 +6,6 @@ engine only formats messages into its prompt, counts its tokens and streams text
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
@@ -79,19 +78,6 @@ class Prefills(Protocol):
         """Compute the prompt for these messages (with these tools), stopping between steps once
         `cancelled` is set; the prompt tokens computed. stream() with the same messages (and tools) then
         starts writing at once."""
-
-
-def cpu_threads(threads: int | None) -> tuple[int, int]:
-    """The threads a local model writes the reply with, and computes a prompt with: --threads for both
-    when it is given. By default a prompt gets every core, and the reply one core fewer: the voice runs
-    beside it (the audio callbacks, the voice activity model, the synthesis of the next sentence), and
-    llama.cpp's threads wait for each other at every step, so one of them descheduled stalls them all.
-    On two cores with the starter model, one thread wrote the first sentence sooner on the devices
-    (bench/devices.py: TTFA p50 0.843 against 0.943 s) though it is a little slower alone."""
-    if threads:
-        return threads, threads
-    cores = os.cpu_count() or 1
-    return max(1, cores - 1), cores
 
 
 def _llama_cpp(settings: LanguageModel, preset: Platform) -> ChatModel:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from talkgpt4all.conversation import Message
 from talkgpt4all.errors import ModelError, UsageError
-from talkgpt4all.llm import GenerationOptions, cpu_threads
+from talkgpt4all.llm import GenerationOptions
 from talkgpt4all.models import resolve_gguf
 
 if TYPE_CHECKING:
@@ -253,6 +253,19 @@ def _call_begun(written: str) -> str | None:
     if stripped.startswith("{"):
         return written[: len(written) - len(stripped)]
     return None
+
+
+def cpu_threads(threads: int | None) -> tuple[int, int]:
+    """The threads the in-process model writes the reply with, and computes a prompt with: --threads for both
+    when it is given. By default a prompt gets every core, and the reply one core fewer: the voice runs
+    beside it (the audio callbacks, the voice activity model, the synthesis of the next sentence), and
+    llama.cpp's threads wait for each other at every step, so one of them descheduled stalls them all.
+    On two cores with the starter model, one thread wrote the first sentence sooner on the devices
+    (bench/devices.py: TTFA p50 0.843 against 0.943 s) though it is a little slower alone."""
+    if threads:
+        return threads, threads
+    cores = os.cpu_count() or 1
+    return max(1, cores - 1), cores
 
 
 class LlamaCppChatModel:
